@@ -1,0 +1,1 @@
+"""Crossbar (in-memory compute) configuration, energy model and commands."""

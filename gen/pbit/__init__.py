@@ -1,0 +1,1 @@
+"""p-bit workloads: graph colouring, quantization, G-set readers, invertible logic."""

@@ -1,0 +1,1 @@
+"""p-bit (probabilistic bit) Ising hardware."""
