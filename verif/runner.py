@@ -15,8 +15,6 @@ Environment knobs:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +22,7 @@ import sys
 from pathlib import Path
 
 from ..gen import toolchain
+from ..gen.cache import cache_root, locked
 from ..gen.errors import TilefabError
 
 SIMULATORS = ("verilator", "icarus")
@@ -31,10 +30,6 @@ SIMULATORS = ("verilator", "icarus")
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                   "-Wno-PINCONNECTEMPTY", "-Wno-UNOPTFLAT", "-O3"]
 TIMESCALE = ("1ns", "1ps")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TILEFAB_CACHE", Path.home() / ".cache" / "tilefab"))
 
 
 def _flag(name: str) -> bool:
@@ -51,17 +46,6 @@ def choose_sim(sim: str | None = None) -> str:
     return sim
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def build(verilog: str, toplevel: str, *, sim: str | None = None, waves: bool | None = None):
     """Build (or reuse) a simulator model of ``verilog``; returns (runner, build_dir)."""
     from cocotb_tools.runner import get_runner
@@ -73,7 +57,7 @@ def build(verilog: str, toplevel: str, *, sim: str | None = None, waves: bool | 
                                     json.dumps(VERILATOR_ARGS)]).encode()).hexdigest()[:16]
     build_dir = cache_root() / "sim" / f"{toplevel}-{sim}-{key}"
     runner = get_runner(sim)
-    with _locked(build_dir.with_suffix(".lock")):
+    with locked(build_dir):
         stamp = build_dir / ".built"
         src = build_dir / f"{toplevel}.v"
         if not stamp.exists():

@@ -1,0 +1,238 @@
+"""Fabric configuration: the YAML schema, its validation and the resolved config.
+
+A config names a mesh (``cols`` x ``rows``, FIFO depth), the packet field widths,
+where the host port hangs off the mesh, and a tile map: a default tile and
+per-coordinate overrides, each a ``kind`` with that kind's parameters.
+
+Validation is done by ``jsonschema`` against ``SCHEMA`` and then by checks that
+span fields (the host on an edge, coordinates inside the mesh); every error
+names its YAML path, the value and what is allowed, e.g.
+``mesh.cols: 0 is not allowed, must be 1..16``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .. import __version__
+from ..golden.packet import coord_bits_for
+from .errors import ConfigError
+
+MAX_DIM = 16
+COUNTER_BITS = 32
+
+# Per tile kind: the JSON schema of its parameters (all optional, with defaults).
+TILE_PARAMS = {
+    "memory": {
+        "depth": {"type": "integer", "minimum": 1, "maximum": 65532, "default": 256,
+                  "description": "words of scratchpad"},
+    },
+}
+
+_int = lambda lo, hi, **kw: {"type": "integer", "minimum": lo, "maximum": hi, **kw}  # noqa: E731
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["mesh"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                 "default": "fabric"},
+        "mesh": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["cols", "rows"],
+            "properties": {
+                "cols": _int(1, MAX_DIM),
+                "rows": _int(1, MAX_DIM),
+                "fifo_depth": _int(1, 64, default=2),
+            },
+        },
+        "packet": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "data_bits": _int(1, 256, default=32),
+                "addr_bits": _int(4, 32, default=16),
+                "coord_bits": _int(1, 8),
+            },
+        },
+        "host": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "x": _int(0, MAX_DIM - 1, default=0),
+                "y": _int(0, MAX_DIM - 1, default=0),
+                "side": {"enum": ["west", "north", "east", "south"], "default": "west"},
+            },
+        },
+        "tiles": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "default": {"type": "object", "default": {"kind": "memory"},
+                            "required": ["kind"]},
+                "at": {
+                    "type": "array",
+                    "default": [],
+                    "items": {
+                        "type": "object",
+                        "required": ["x", "y", "kind"],
+                        "properties": {"x": _int(0, MAX_DIM - 1), "y": _int(0, MAX_DIM - 1)},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    v, schema = err.instance, err.schema
+    if err.validator in ("minimum", "maximum"):
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        rng = f"{lo}..{hi}" if lo is not None and hi is not None else (
+            f">= {lo}" if lo is not None else f"<= {hi}")
+        return f"{json.dumps(v)} is not allowed, must be {rng}"
+    if err.validator == "type":
+        return f"{json.dumps(v)} is not allowed, must be of type {err.validator_value}"
+    if err.validator == "enum":
+        return (f"{json.dumps(v)} is not allowed, must be one of "
+                f"{', '.join(map(str, err.validator_value))}")
+    if err.validator == "pattern":
+        return f"{json.dumps(v)} is not allowed, must match {err.validator_value}"
+    if err.validator == "additionalProperties":
+        extra = sorted(set(v) - set(schema.get("properties", {})))
+        return (f"unknown field {', '.join(map(repr, extra))}; allowed fields: "
+                f"{', '.join(schema.get('properties', {}))}")
+    if err.validator == "required":
+        return err.message.replace("is a required property", "is missing (required)")
+    return err.message
+
+
+def _validate(instance, schema, base=()):
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(instance),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [f"{_path(base + tuple(e.absolute_path))}: {_message(e)}"
+                 if base or e.absolute_path else _message(e) for e in errors]
+        raise ConfigError("", "\n".join(lines))
+
+
+def _fill_defaults(instance: dict, schema: dict) -> dict:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(instance[key], sub)
+    return instance
+
+
+def _tile(spec: dict, where: tuple) -> dict:
+    path = _path(where)
+    kind = spec.get("kind")
+    if kind not in TILE_PARAMS:
+        raise ConfigError(f"{path}.kind", f"{json.dumps(kind)} is not a tile kind, must be one "
+                                          f"of {', '.join(sorted(TILE_PARAMS))}")
+    params = {k: v for k, v in spec.items() if k not in ("kind", "x", "y")}
+    schema = {"type": "object", "additionalProperties": False,
+              "properties": TILE_PARAMS[kind]}
+    _validate(params, schema, base=where)
+    return {"kind": kind, **_fill_defaults(params, schema)}
+
+
+def resolve(raw) -> dict:
+    """Validate a config (already parsed from YAML) and return it with defaults filled."""
+    if not isinstance(raw, dict):
+        raise ConfigError("", "a fabric config must be a YAML mapping with at least 'mesh'")
+    _validate(raw, SCHEMA)
+    cfg = _fill_defaults(copy.deepcopy(raw), SCHEMA)
+    cols, rows = cfg["mesh"]["cols"], cfg["mesh"]["rows"]
+
+    need = coord_bits_for(cols, rows)
+    pkt = cfg["packet"]
+    if "coord_bits" in pkt and pkt["coord_bits"] < need:
+        raise ConfigError("packet.coord_bits",
+                          f"{pkt['coord_bits']} is not allowed, must be {need}..8 for a "
+                          f"{cols}x{rows} mesh (the all-ones coordinate addresses the host)")
+    pkt.setdefault("coord_bits", need)
+
+    host = cfg["host"]
+    if host["x"] >= cols:
+        raise ConfigError("host.x", f"{host['x']} is not allowed, must be 0..{cols - 1}")
+    if host["y"] >= rows:
+        raise ConfigError("host.y", f"{host['y']} is not allowed, must be 0..{rows - 1}")
+    edge = {"west": ("x", 0), "east": ("x", cols - 1),
+            "north": ("y", 0), "south": ("y", rows - 1)}[host["side"]]
+    if host[edge[0]] != edge[1]:
+        raise ConfigError(f"host.{edge[0]}",
+                          f"{host[edge[0]]} is not allowed with side {host['side']}, must be "
+                          f"{edge[1]} (the host port sits on the mesh edge)")
+
+    default = _tile(cfg["tiles"]["default"], ("tiles", "default"))
+    grid = {(x, y): dict(default) for y in range(rows) for x in range(cols)}
+    seen = {}
+    for k, spec in enumerate(cfg["tiles"]["at"]):
+        x, y = spec["x"], spec["y"]
+        if x >= cols:
+            raise ConfigError(f"tiles.at[{k}].x", f"{x} is not allowed, must be 0..{cols - 1}")
+        if y >= rows:
+            raise ConfigError(f"tiles.at[{k}].y", f"{y} is not allowed, must be 0..{rows - 1}")
+        if (x, y) in seen:
+            raise ConfigError(f"tiles.at[{k}]", f"({x}, {y}) is already given by "
+                                               f"tiles.at[{seen[(x, y)]}]")
+        seen[(x, y)] = k
+        grid[(x, y)] = _tile(spec, ("tiles", "at", k))
+
+    limit = (1 << pkt["addr_bits"]) - 4
+    for (x, y), t in grid.items():
+        if t["kind"] == "memory" and t["depth"] > limit:
+            where = f"tiles.at[{seen[(x, y)]}]" if (x, y) in seen else "tiles.default"
+            raise ConfigError(f"{where}.depth",
+                              f"{t['depth']} is not allowed, must be 1..{limit} with "
+                              f"packet.addr_bits {pkt['addr_bits']}")
+    cfg["tile_map"] = [{"x": x, "y": y, **grid[(x, y)]}
+                       for y in range(rows) for x in range(cols)]
+    return cfg
+
+
+def load(path) -> dict:
+    """Read and resolve a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    try:
+        return resolve(raw)
+    except ConfigError as exc:
+        raise ConfigError("", f"{path}: {exc}") from None
+
+
+def config_hash(cfg: dict, top: str = "fabric") -> str:
+    """A content hash of everything that determines the generated RTL."""
+    from . import toolchain
+
+    blob = json.dumps({"config": cfg, "top": top, "tilefab": __version__,
+                       "tools": toolchain.versions()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,56 @@
+"""The fabric top: a mesh NoC with one tile on every router and a host port.
+
+Ports: ``host_in`` (packets from the host) and ``host_out`` (packets to it).
+
+Every tile kind is a component with a NoC-facing stream pair ``i`` (into the
+tile) and ``o`` (out of it); a tile that has a ``dropped`` input is given its
+router's drop counter. ``TILE_KINDS`` maps a kind name to its constructor, which
+takes ``layout``, ``x``, ``y`` and the kind's own parameters as keywords.
+"""
+
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .noc.mesh import Mesh
+from .tiles.memory import MemoryTile
+
+TILE_KINDS = {
+    "memory": MemoryTile,
+}
+
+
+class Fabric(wiring.Component):
+    def __init__(self, *, layout, cols: int, rows: int, host=(0, 0, "west"),
+                 fifo_depth: int = 2, tiles: dict):
+        self._mesh = Mesh(layout=layout, cols=cols, rows=rows, host=host,
+                          fifo_depth=fifo_depth)
+        self._cols = cols
+        self._tiles = {}
+        for y in range(rows):
+            for x in range(cols):
+                if (x, y) not in tiles:
+                    raise ValueError(f"tiles: no tile at {(x, y)}; every router needs one")
+                kind, params = tiles[(x, y)]
+                if kind not in TILE_KINDS:
+                    raise ValueError(f"tiles[{x},{y}].kind: {kind!r} is not a tile kind, must "
+                                     f"be one of {', '.join(sorted(TILE_KINDS))}")
+                self._tiles[(x, y)] = TILE_KINDS[kind](layout=layout, x=x, y=y, **params)
+        super().__init__({
+            "host_in": In(stream.Signature(layout)),
+            "host_out": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mesh = mesh = self._mesh
+        wiring.connect(m, wiring.flipped(self.host_in), mesh.host_in)
+        wiring.connect(m, mesh.host_out, wiring.flipped(self.host_out))
+        for (x, y), tile in self._tiles.items():
+            i = y * self._cols + x
+            m.submodules[f"tile_{x}_{y}"] = tile
+            wiring.connect(m, mesh.tile_out[i], tile.i)
+            wiring.connect(m, tile.o, mesh.tile_in[i])
+            if "dropped" in tile.signature.members:
+                m.d.comb += tile.dropped.eq(mesh.dropped[i])
+        return m

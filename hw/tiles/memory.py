@@ -1,0 +1,132 @@
+"""Memory tile: a word-addressed scratchpad that answers ``WRITE`` and ``READ``.
+
+Ports: ``i`` (flits from the NoC), ``o`` (flits to the NoC), ``dropped`` (the
+count of its router, exposed as a status register).
+
+Contract, per request from ``(src_x, src_y)``:
+- ``WRITE addr < depth``: ``mem[addr] = data``; posted, no reply;
+- ``READ addr < depth``: reply ``REPLY`` with ``data = mem[addr]``;
+- ``READ`` of a status register ``2**addr_bits - 4 + k`` replies its value:
+  ``k = 0`` flits dropped by this tile's router, ``1`` errors answered,
+  ``2`` flits received, ``3`` flits sent;
+- anything else the tile cannot serve (``WRITE`` or ``READ`` out of range,
+  ``EXEC``, an unknown op) is answered with ``ERROR`` echoing ``op`` in ``data``
+  and ``addr`` unchanged, so the requester never waits forever;
+- ``REPLY``, ``DONE`` and ``ERROR`` arriving here are counted as errors and not
+  answered (answering them could bounce between two tiles forever).
+
+Replies go to the request's source and carry this tile's coordinates as their
+source. One flit is taken per cycle while the output is free; a reply that
+cannot leave holds the input (backpressure), nothing is dropped.
+"""
+
+from amaranth import *
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..noc.packet import Op
+
+STATUS_REGISTERS = ("dropped", "errors", "received", "sent")
+
+
+def status_base(addr_bits: int) -> int:
+    return (1 << addr_bits) - len(STATUS_REGISTERS)
+
+
+class MemoryTile(wiring.Component):
+    def __init__(self, *, layout, x: int, y: int, depth: int, counter_bits: int = 32):
+        addr_bits = Shape.cast(layout["addr"].shape).width
+        limit = status_base(addr_bits)
+        if not isinstance(depth, int) or not 1 <= depth <= limit:
+            raise ValueError(f"depth: {depth!r} is not allowed, must be 1..{limit} "
+                             f"(addr_bits {addr_bits} minus {len(STATUS_REGISTERS)} status "
+                             f"registers)")
+        self._layout = layout
+        self._x, self._y = x, y
+        self._depth = depth
+        self._addr_bits = addr_bits
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+            "dropped": In(counter_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layout = self._layout
+        data_bits = Shape.cast(layout["data"].shape).width
+        m.submodules.mem = mem = memory.Memory(shape=data_bits, depth=self._depth, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(domain="sync")
+
+        errors = Signal(32)
+        received = Signal(32)
+        sent = Signal(32)
+
+        req = self.i.payload
+        base = status_base(self._addr_bits)
+        in_range = req.addr < self._depth
+        is_status = req.addr >= base
+
+        # The reply being offered; its data comes from the RAM when `from_ram`.
+        pending = Signal()
+        from_ram = Signal()
+        reply = Signal(layout)
+        m.d.comb += self.o.valid.eq(pending)
+        m.d.comb += self.o.payload.eq(reply)
+        with m.If(from_ram):
+            m.d.comb += self.o.payload.data.eq(rd.data)
+
+        take = Signal()
+        m.d.comb += [
+            self.i.ready.eq(~pending | self.o.ready),
+            take.eq(self.i.valid & self.i.ready),
+            rd.addr.eq(req.addr),
+            rd.en.eq(take),
+            wr.addr.eq(req.addr),
+            wr.data.eq(req.data),
+        ]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [pending.eq(0), sent.eq(sent + 1)]
+
+        answer = Signal()
+        is_error = Signal()
+        answer_data = Signal(data_bits)
+        with m.If(take):
+            m.d.sync += received.eq(received + 1)
+            with m.Switch(req.op):
+                with m.Case(Op.WRITE):
+                    with m.If(in_range):
+                        m.d.comb += wr.en.eq(1)
+                    with m.Else():
+                        m.d.comb += [answer.eq(1), is_error.eq(1)]
+                with m.Case(Op.READ):
+                    with m.If(in_range):
+                        m.d.comb += answer.eq(1)
+                    with m.Elif(is_status):
+                        m.d.comb += answer.eq(1)
+                        with m.Switch(req.addr - base):
+                            for k, value in enumerate((self.dropped, errors, received, sent)):
+                                with m.Case(k):
+                                    m.d.comb += answer_data.eq(value)
+                    with m.Else():
+                        m.d.comb += [answer.eq(1), is_error.eq(1)]
+                with m.Case(Op.REPLY, Op.DONE, Op.ERROR):
+                    m.d.sync += errors.eq(errors + 1)
+                with m.Default():
+                    m.d.comb += [answer.eq(1), is_error.eq(1)]
+            with m.If(answer):
+                m.d.sync += [
+                    pending.eq(1),
+                    reply.dst_x.eq(req.src_x),
+                    reply.dst_y.eq(req.src_y),
+                    reply.src_x.eq(self._x),
+                    reply.src_y.eq(self._y),
+                    reply.addr.eq(req.addr),
+                    reply.op.eq(Mux(is_error, Op.ERROR, Op.REPLY)),
+                    reply.data.eq(Mux(is_error, req.op.as_value(), answer_data)),
+                ]
+                m.d.sync += from_ram.eq((req.op == Op.READ) & in_range)
+                with m.If(is_error):
+                    m.d.sync += errors.eq(errors + 1)
+        return m
