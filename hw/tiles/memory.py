@@ -6,9 +6,10 @@ count of its router, exposed as a status register).
 Contract, per request from ``(src_x, src_y)``:
 - ``WRITE addr < depth``: ``mem[addr] = data``; posted, no reply;
 - ``READ addr < depth``: reply ``REPLY`` with ``data = mem[addr]``;
-- ``READ`` of a status register ``2**addr_bits - 4 + k`` replies its value:
-  ``k = 0`` flits dropped by this tile's router, ``1`` errors answered,
-  ``2`` flits received, ``3`` flits sent;
+- ``READ`` of a status register ``2**addr_bits - 4 + k`` replies its value as
+  it stood before this request: ``k = 0`` flits dropped by this tile's router,
+  ``1`` errors (requests answered with ``ERROR`` plus unexpected replies),
+  ``2`` flits received, ``3`` replies issued;
 - anything else the tile cannot serve (``WRITE`` or ``READ`` out of range,
   ``EXEC``, an unknown op) is answered with ``ERROR`` echoing ``op`` in ``data``
   and ``addr`` unchanged, so the requester never waits forever;
@@ -87,7 +88,7 @@ class MemoryTile(wiring.Component):
             wr.data.eq(req.data),
         ]
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [pending.eq(0), sent.eq(sent + 1)]
+            m.d.sync += pending.eq(0)
 
         answer = Signal()
         is_error = Signal()
@@ -118,6 +119,7 @@ class MemoryTile(wiring.Component):
             with m.If(answer):
                 m.d.sync += [
                     pending.eq(1),
+                    sent.eq(sent + 1),
                     reply.dst_x.eq(req.src_x),
                     reply.dst_y.eq(req.src_y),
                     reply.src_x.eq(self._x),

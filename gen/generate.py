@@ -1,0 +1,135 @@
+"""Elaborate a resolved config into an Amaranth top, emit Verilog and a manifest.
+
+Two tops come from one config: ``fabric`` (mesh + tiles + host port, what a user
+builds) and ``mesh`` (the NoC alone with every router's local port exposed, what
+the NoC tests and benchmark drive). Output is cached under the build cache by the
+config hash and is byte-identical for identical configs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..golden.packet import FIELD_ORDER, Op, PacketFormat
+from ..hw.fabric import Fabric
+from ..hw.noc.mesh import Mesh
+from ..hw.noc.packet import packet_layout
+from ..hw.tiles.memory import STATUS_REGISTERS, status_base
+from . import toolchain
+from .cache import cache_root, locked
+from .config import COUNTER_BITS, config_hash
+from .emit import to_verilog
+from .errors import TilefabError
+
+TOPS = ("fabric", "mesh")
+
+
+def packet_format(cfg: dict) -> PacketFormat:
+    p = cfg["packet"]
+    return PacketFormat(coord_bits=p["coord_bits"], addr_bits=p["addr_bits"],
+                        data_bits=p["data_bits"])
+
+
+def layout_for(cfg: dict):
+    p = cfg["packet"]
+    return packet_layout(coord_bits=p["coord_bits"], addr_bits=p["addr_bits"],
+                         data_bits=p["data_bits"])
+
+
+def top_name(cfg: dict, top: str) -> str:
+    return cfg["name"] if top == "fabric" else f"{cfg['name']}_{top}"
+
+
+def build_top(cfg: dict, top: str = "fabric"):
+    if top not in TOPS:
+        raise TilefabError(f"--top: {top!r} is not a top, must be one of {', '.join(TOPS)}")
+    mesh, host = cfg["mesh"], cfg["host"]
+    common = dict(layout=layout_for(cfg), cols=mesh["cols"], rows=mesh["rows"],
+                  host=(host["x"], host["y"], host["side"]), fifo_depth=mesh["fifo_depth"])
+    if top == "mesh":
+        return Mesh(counter_bits=COUNTER_BITS, **common)
+    tiles = {(t["x"], t["y"]): (t["kind"], {k: v for k, v in t.items()
+                                             if k not in ("x", "y", "kind")})
+             for t in cfg["tile_map"]}
+    return Fabric(tiles=tiles, **common)
+
+
+def ports_of(verilog: str, module: str) -> list:
+    """The top module's ports, read back from the emitted Verilog."""
+    body = verilog[verilog.index(f"module {module}("):]
+    body = body[:body.index("endmodule")]
+    out = []
+    for m in re.finditer(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\S+)\s*;", body, re.M):
+        out.append({"name": m.group(3), "direction": "in" if m.group(1) == "input" else "out",
+                    "width": int(m.group(2)) + 1 if m.group(2) else 1})
+    return sorted(out, key=lambda p: p["name"])
+
+
+def manifest_for(cfg: dict, top: str, verilog: str, digest: str) -> dict:
+    fmt = packet_format(cfg)
+    return {
+        "tilefab": __version__,
+        "hash": digest,
+        "top": top,
+        "module": top_name(cfg, top),
+        "config": cfg,
+        "ports": ports_of(verilog, top_name(cfg, top)),
+        "packet": {
+            "width": fmt.width,
+            "fields": {name: {"lsb": fmt.offsets[name], "width": fmt.widths[name]}
+                       for name in FIELD_ORDER},
+            "ops": {op.name: op.value for op in Op},
+            "host_address": list(fmt.host),
+        },
+        "memory_status_registers": {name: status_base(fmt.addr_bits) + k
+                                    for k, name in enumerate(STATUS_REGISTERS)},
+        "tools": toolchain.versions(),
+    }
+
+
+@dataclass
+class Generated:
+    module: str
+    verilog: Path
+    manifest_path: Path
+    manifest: dict
+    cached: bool
+
+    @property
+    def directory(self) -> Path:
+        return self.verilog.parent
+
+    def text(self) -> str:
+        return self.verilog.read_text()
+
+
+def generate(cfg: dict, top: str = "fabric", out_dir=None) -> Generated:
+    """Emit ``top`` for ``cfg`` into the cache (once per hash); copy to ``out_dir`` if given."""
+    digest = config_hash(cfg, top)
+    name = top_name(cfg, top)
+    entry = cache_root() / "gen" / f"{name}-{digest}"
+    vfile, mfile = entry / f"{name}.v", entry / "manifest.json"
+    cached = True
+    with locked(entry):
+        if not mfile.exists():
+            cached = False
+            component = build_top(cfg, top)
+            text = to_verilog(component, name)
+            manifest = manifest_for(cfg, top, text, digest)
+            entry.mkdir(parents=True, exist_ok=True)
+            vfile.write_text(text)
+            # The manifest is written last: its presence marks a complete entry.
+            mfile.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    result = Generated(name, vfile, mfile, json.loads(mfile.read_text()), cached)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(vfile, out / vfile.name)
+        shutil.copyfile(mfile, out / mfile.name)
+        result = Generated(name, out / vfile.name, out / mfile.name, result.manifest, cached)
+    return result

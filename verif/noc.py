@@ -1,0 +1,135 @@
+"""NoC verification: the packet BFM, traffic patterns and a harness for mesh ports.
+
+``PacketBFM`` packs and unpacks packets with the bit positions a generated
+top's ``manifest.json`` gives (and checks them against the golden packet spec).
+``MeshHarness`` puts a ``StreamSource``/``StreamSink`` pair with its own pause
+pattern on every port of a generated ``mesh`` top (every router's local port and
+the host port) or of a ``fabric`` top (the host port only), and feeds every
+delivery to the golden ``DeliveryChecker``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ..golden.noc import DeliveryChecker, MeshModel
+from ..golden.packet import FIELD_ORDER, Packet, PacketFormat
+from .stream import Clocked, StreamSink, StreamSource, random_pause
+
+
+class PacketBFM:
+    def __init__(self, manifest: dict):
+        fields = manifest["packet"]["fields"]
+        cfg = manifest["config"]["packet"]
+        self.fmt = PacketFormat(coord_bits=cfg["coord_bits"], addr_bits=cfg["addr_bits"],
+                                data_bits=cfg["data_bits"])
+        for name in FIELD_ORDER:
+            spec = (self.fmt.offsets[name], self.fmt.widths[name])
+            got = (fields[name]["lsb"], fields[name]["width"])
+            if spec != got:
+                raise AssertionError(f"manifest packet field {name} at (lsb, width) {got}, "
+                                     f"golden spec says {spec}")
+
+    def pack(self, p: Packet) -> int:
+        return self.fmt.pack(p)
+
+    def unpack(self, word: int) -> Packet:
+        return self.fmt.unpack(word)
+
+
+def model_for(manifest: dict, fmt: PacketFormat) -> MeshModel:
+    cfg = manifest["config"]
+    host = cfg["host"]
+    return MeshModel(cfg["mesh"]["cols"], cfg["mesh"]["rows"], (host["x"], host["y"]), fmt)
+
+
+def traffic(pattern: str, sources: list, dests: list, n: int, rng: random.Random,
+            hotspot=None, hot_fraction: float = 0.5) -> list:
+    """``n`` (src, dst) pairs: ``all_pairs`` cycles over every pair, ``uniform`` draws
+    both ends at random, ``hotspot`` sends ``hot_fraction`` of packets to ``hotspot``."""
+    if pattern == "all_pairs":
+        pairs = [(s, d) for s in sources for d in dests]
+        out = []
+        while len(out) < n:
+            rng.shuffle(pairs)
+            out += pairs
+        return out[:n]
+    if pattern == "uniform":
+        return [(rng.choice(sources), rng.choice(dests)) for _ in range(n)]
+    if pattern == "hotspot":
+        hot = hotspot if hotspot is not None else dests[len(dests) // 2]
+        return [(rng.choice(sources), hot if rng.random() < hot_fraction else rng.choice(dests))
+                for _ in range(n)]
+    raise ValueError(f"pattern: {pattern!r} is not allowed, must be one of "
+                     f"all_pairs, uniform, hotspot")
+
+
+class MeshHarness:
+    """Sources and sinks on every port of a mesh or fabric top, checked by the golden model."""
+
+    def __init__(self, dut, manifest: dict, rng: random.Random,
+                 src_stall: float = 0.0, sink_stall: float = 0.0):
+        self.dut = dut
+        self.manifest = manifest
+        self.bfm = PacketBFM(manifest)
+        self.fmt = self.bfm.fmt
+        self.model = model_for(manifest, self.fmt)
+        self.checker = DeliveryChecker(self.model)
+        self.host = self.fmt.host
+        self.sources, self.sinks = {}, {}
+        names = {p["name"] for p in manifest["ports"]}
+        ports = [(self.host, "host_in", "host_out")]
+        if "tile_in__0__valid" in names:
+            ports += [(node, f"tile_in__{i}", f"tile_out__{i}")
+                      for i, node in enumerate(self.model.nodes())]
+        self.latencies = []      # (src, dst, cycles from `at` to delivery)
+        for node, pin, pout in ports:
+            self.sources[node] = StreamSource(dut, pin, random_pause(src_stall, rng))
+            self.sinks[node] = StreamSink(dut, pout, random_pause(sink_stall, rng),
+                                          on_word=self._on_word(node))
+        self.clock = Clocked(dut.clk, [*self.sources.values(), *self.sinks.values()])
+        self._born = {}          # packet -> (src, cycle it became eligible to send)
+        self.on_packet = None    # optional hook(port, packet, cycle)
+
+    @property
+    def nodes(self) -> list:
+        """Ports that can inject traffic (tiles, if exposed, then the host)."""
+        return [n for n in self.sources if n != self.host] + [self.host]
+
+    def _on_word(self, node):
+        def handle(cycle, word):
+            p = self.bfm.unpack(word)
+            self.checker.received(node, p)
+            born = self._born.pop(p, None)
+            if born is not None:
+                self.latencies.append((born[0], node, cycle - born[1], born[1]))
+            if self.on_packet is not None:
+                self.on_packet(node, p, cycle)
+        return handle
+
+    def send(self, src, p: Packet, at: int = 0):
+        """Inject ``p`` at port ``src`` (a node or the host), no earlier than cycle ``at``."""
+        self.checker.sent(src, p)
+        if self.model.routable(p.dst):
+            self._born[p] = (src, at)
+        self.sources[src].send(self.bfm.pack(p), at=at)
+
+    def packet(self, src, dst, op: int = 0, addr: int = 0, data: int = 0) -> Packet:
+        return Packet(dst_x=dst[0], dst_y=dst[1], src_x=src[0], src_y=src[1],
+                      op=op, addr=addr, data=data)
+
+    def start(self):
+        self.clock.start()
+        return self
+
+    async def drain(self, timeout: int):
+        await self.clock.wait_until(
+            lambda: self.checker.outstanding == 0 and all(s.idle for s in self.sources.values()),
+            timeout, "every routable packet to be delivered")
+
+    def check(self):
+        errors = self.checker.errors + self.clock.protocol_errors
+        if self.checker.outstanding:
+            errors.append(f"{self.checker.outstanding} packets lost, e.g. "
+                          f"{self.checker.missing()}")
+        assert not errors, "\n".join(errors[:20])
