@@ -1,0 +1,282 @@
+"""Host side of ``PBitArray``: encode programs, decode records, predict them, run on RTL.
+
+A session is a list of operations -- ``Program`` (J, h, colours, clamps, spins),
+``Run`` (a beta schedule) and ``Read`` -- that ``encode`` turns into ``ctrl`` words.
+``golden_records`` predicts every ``out`` record of the session with the bit-exact
+model, and ``run_rtl`` executes it on the Verilator model of the array (through
+cocotb, with optional random backpressure) and returns the records it produced.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...golden.pbit import PBitFormat, PBitMachine
+from ...hw.pbit.array import Kind, Op, PBitArray
+from ..errors import ConfigError
+
+
+@dataclass
+class Program:
+    """A problem in array integers: J (n x n, symmetric, zero diagonal), h, colours."""
+    J: np.ndarray
+    h: np.ndarray
+    colours: np.ndarray
+    clamp: np.ndarray | None = None
+    state: np.ndarray | None = None     # +-1; None keeps the current spins
+
+
+@dataclass
+class Run:
+    schedule: list                      # [(beta_q, sweeps), ...]
+    n_colours: int
+    sample_every: int = 0
+
+
+@dataclass
+class Read:
+    pass
+
+
+@dataclass
+class Result:
+    """What one Run or Read produced."""
+    samples: list = field(default_factory=list)   # (spins +-1, energy)
+    state: np.ndarray | None = None
+    energy: int = 0
+    best_state: np.ndarray | None = None
+    best_energy: int = 0
+    cycles: int = 0
+    update_cycles: int = 0
+
+
+def fmt_of(cfg: dict) -> PBitFormat:
+    return PBitFormat(**{k: cfg[k] for k in (
+        "w_bits", "w_frac", "h_bits", "beta_bits", "beta_frac", "lut_size",
+        "lut_step_frac", "rand_bits")})
+
+
+# -- encoding ---------------------------------------------------------------------------
+
+def _word(cfg, op, index=0, slot=0, data=0) -> int:
+    ib, sb, db = cfg["index_bits"], cfg["slot_bits"], cfg["data_bits"]
+    return (int(op) | (index << 3) | (slot << (3 + ib))
+            | ((data & ((1 << db) - 1)) << (3 + ib + sb)))
+
+
+def check_program(cfg: dict, neighbours, prog: Program):
+    """Reject a program the array cannot hold, naming the field and what is allowed."""
+    n = cfg["n"]
+    J, h = np.asarray(prog.J), np.asarray(prog.h)
+    if J.shape != (n, n) or h.shape != (n,):
+        raise ConfigError("J", f"the array has {n} p-bits; J must be {n}x{n} and h length {n}")
+    if not np.array_equal(J, J.T) or np.any(np.diag(J) != 0):
+        raise ConfigError("J", "must be symmetric with a zero diagonal")
+    fmt = fmt_of(cfg)
+    lo, hi = fmt.w_range()
+    if J.min() < lo or J.max() > hi:
+        raise ConfigError("J", f"values must lie in [{lo}, {hi}] (w_bits={fmt.w_bits})")
+    lo, hi = fmt.h_range()
+    if h.min() < lo or h.max() > hi:
+        raise ConfigError("h", f"values must lie in [{lo}, {hi}] (h_bits={fmt.h_bits})")
+    wired = np.zeros((n, n), bool)
+    for i, row in enumerate(neighbours):
+        wired[i, list(row)] = True
+    bad = np.argwhere((J != 0) & ~wired)
+    if len(bad):
+        i, j = bad[0]
+        raise ConfigError("J", f"J[{i}][{j}] is non-zero but p-bits {i} and {j} are not "
+                               f"neighbours in this array (max_degree={cfg['max_degree']})")
+    colours = np.asarray(prog.colours)
+    if colours.shape != (n,) or colours.min() < 0 or colours.max() >= cfg["n_colours"]:
+        raise ConfigError("colours", f"one colour per p-bit in [0, {cfg['n_colours'] - 1}] "
+                                     f"(the array has n_colours={cfg['n_colours']})")
+    clash = np.argwhere((J != 0) & (colours[:, None] == colours[None, :]))
+    if len(clash):
+        i, j = clash[0]
+        raise ConfigError("colours", f"p-bits {i} and {j} are coupled (J={J[i, j]}) but share "
+                                     f"colour {colours[i]}; coupled p-bits must not update "
+                                     f"in the same cycle")
+
+
+def encode(cfg: dict, neighbours, ops) -> list[int]:
+    words = []
+    for op in ops:
+        if isinstance(op, Program):
+            check_program(cfg, neighbours, op)
+            J, h = np.asarray(op.J), np.asarray(op.h)
+            clamp = np.zeros(cfg["n"], bool) if op.clamp is None else np.asarray(op.clamp, bool)
+            for i, row in enumerate(neighbours):
+                for k, j in enumerate(row):
+                    words.append(_word(cfg, Op.J, i, k, int(J[i, j])))
+                words.append(_word(cfg, Op.H, i, 0, int(h[i])))
+                words.append(_word(cfg, Op.COLOUR, i, 0, int(op.colours[i])
+                                   | (int(clamp[i]) << cfg["colour_bits"])))
+                if op.state is not None:
+                    words.append(_word(cfg, Op.STATE, i, 0, int(op.state[i] > 0)))
+        elif isinstance(op, Run):
+            check_run(cfg, op)
+            for e, (beta_q, sweeps) in enumerate(op.schedule):
+                words.append(_word(cfg, Op.SCHED, e, 0,
+                                   beta_q | (sweeps << cfg["beta_bits"])))
+            words.append(_word(cfg, Op.RUN, len(op.schedule) - 1, 0,
+                               op.sample_every | ((op.n_colours - 1) << 16)))
+        elif isinstance(op, Read):
+            words.append(_word(cfg, Op.READ))
+        else:
+            raise TypeError(f"unknown operation {op!r}")
+    return words
+
+
+def check_run(cfg: dict, run: Run):
+    if not 1 <= len(run.schedule) <= cfg["sched_depth"]:
+        raise ConfigError("schedule", f"needs 1 to {cfg['sched_depth']} (beta, sweeps) entries "
+                                      f"(sched_depth), got {len(run.schedule)}")
+    for e, (beta_q, sweeps) in enumerate(run.schedule):
+        if not 0 <= beta_q < 1 << cfg["beta_bits"]:
+            raise ConfigError(f"schedule[{e}].beta", f"code must lie in [0, "
+                              f"{(1 << cfg['beta_bits']) - 1}] (beta_bits={cfg['beta_bits']})")
+        if not 1 <= sweeps < 1 << cfg["sweep_bits"]:
+            raise ConfigError(f"schedule[{e}].sweeps", f"must lie in [1, "
+                              f"{(1 << cfg['sweep_bits']) - 1}] (sweep_bits={cfg['sweep_bits']})")
+    if not 1 <= run.n_colours <= cfg["n_colours"]:
+        raise ConfigError("n_colours", f"must lie in [1, {cfg['n_colours']}], "
+                                       f"got {run.n_colours}")
+    if not 0 <= run.sample_every < 1 << 16:
+        raise ConfigError("sample_every", "must lie in [0, 65535] sweeps")
+
+
+# -- decoding ---------------------------------------------------------------------------
+
+def split_record(cfg: dict, word: int) -> tuple[int, int, int]:
+    ib = cfg["index_bits"]
+    return word & 3, (word >> 2) & ((1 << ib) - 1), word >> (2 + ib)
+
+
+def _signed(v: int, bits: int) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def _spins(chunks: list[int], cfg: dict) -> np.ndarray:
+    W, n = cfg["word_bits"], cfg["n"]
+    v = 0
+    for k, c in enumerate(chunks):
+        v |= (c & ((1 << W) - 1)) << (k * W)
+    return np.array([1 if (v >> i) & 1 else -1 for i in range(n)], dtype=np.int64)
+
+
+def decode(cfg: dict, words) -> list[Result]:
+    """Group ``out`` words into one ``Result`` per Run/Read."""
+    nch, eb = cfg["n_chunks"], cfg["energy_bits"]
+    results, cur, chunks = [], Result(), []
+    for w in words:
+        kind, index, data = split_record(cfg, w)
+        if kind in (Kind.SAMPLE, Kind.BEST):
+            if index != len(chunks):
+                raise ValueError(f"record chunk {index} out of order")
+            chunks.append(data)
+        elif kind == Kind.ENERGY:
+            spins = _spins(chunks, cfg)
+            chunks = []
+            if index == 0:
+                cur.samples.append((spins, _signed(data, eb)))
+            else:
+                cur.best_state, cur.best_energy = spins, _signed(data, eb)
+        elif index == 0:
+            cur.cycles = data
+        else:
+            cur.update_cycles = data
+            cur.state, cur.energy = cur.samples.pop()
+            results.append(cur)
+            cur = Result()
+    return results
+
+
+# -- golden prediction ------------------------------------------------------------------
+
+def _chunks(spins, cfg) -> list[int]:
+    W = cfg["word_bits"]
+    v = sum(1 << i for i, s in enumerate(spins) if s > 0)
+    return [(v >> (k * W)) & ((1 << W) - 1) for k in range(cfg["n_chunks"])]
+
+
+def _rec(cfg, kind, index, data) -> int:
+    return int(kind) | (index << 2) | ((data & ((1 << cfg["out_bits"]) - 1))
+                                       << (2 + cfg["index_bits"]))
+
+
+def _sample_records(cfg, spins, e) -> list[int]:
+    out = [_rec(cfg, Kind.SAMPLE, k, c) for k, c in enumerate(_chunks(spins, cfg))]
+    return out + [_rec(cfg, Kind.ENERGY, 0, e)]
+
+
+def golden_records(cfg: dict, seeds, ops) -> list[int]:
+    """Every ``out`` word the array emits for ``ops``, from the bit-exact model."""
+    fmt = fmt_of(cfg)
+    n = cfg["n"]
+    machine = None
+    state = np.ones(n, dtype=np.int64)
+    best_state, best_e, cycles, upd = -np.ones(n, dtype=np.int64), 0, 0, 0
+    out = []
+    for op in ops:
+        if isinstance(op, Program):
+            if op.state is not None:
+                state = np.asarray(op.state, dtype=np.int64)
+            rng = machine.rng if machine is not None else seeds
+            machine = PBitMachine(fmt, op.J, op.h, op.colours, rng, state=state,
+                                  frozen=op.clamp)
+        elif isinstance(op, Run):
+            res = machine.run(op.schedule, op.n_colours, op.sample_every)
+            state = machine.m
+            for s, e in res.samples:
+                out += _sample_records(cfg, s, e)
+            best_state, best_e = res.best_state, res.best_energy
+            cycles, upd = res.cycles, res.update_cycles
+            out += _final_records(cfg, machine.m, res.energy, best_state, best_e, cycles, upd)
+        elif isinstance(op, Read):
+            out += _final_records(cfg, machine.m, machine.energy(), best_state, best_e,
+                                  cycles, upd)
+    return out
+
+
+def _final_records(cfg, spins, e, best_state, best_e, cycles, upd) -> list[int]:
+    out = _sample_records(cfg, spins, e)
+    out += [_rec(cfg, Kind.BEST, k, c) for k, c in enumerate(_chunks(best_state, cfg))]
+    return out + [_rec(cfg, Kind.ENERGY, 1, best_e), _rec(cfg, Kind.COUNT, 0, cycles),
+                  _rec(cfg, Kind.COUNT, 1, upd)]
+
+
+def n_results(ops) -> int:
+    return sum(isinstance(op, (Run, Read)) for op in ops)
+
+
+# -- running on Verilator ---------------------------------------------------------------
+
+def run_rtl(array: PBitArray, ops, *, name: str = "pbit_array", in_stall: float = 0.0,
+            out_stall: float = 0.0, seed: int = 1, timeout: int | None = None) -> list[Result]:
+    """Run ``ops`` on the Verilator model of ``array``; returns one Result per Run/Read."""
+    from ...verif.runner import run_cocotb
+    from ..emit import to_verilog
+
+    cfg = array.config()
+    words = encode(cfg, array.neighbours, ops)
+    if timeout is None:
+        sweeps = sum(s for op in ops if isinstance(op, Run) for _, s in op.schedule)
+        timeout = 10 * (len(words) + sweeps * cfg["n_colours"]) + 100_000
+    with tempfile.TemporaryDirectory(prefix="tilefab-pbit-") as tmp:
+        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job.write_text(json.dumps({"words": words, "n_results": n_results(ops),
+                                   "n_chunks": cfg["n_chunks"], "index_bits": cfg["index_bits"],
+                                   "in_stall": in_stall, "out_stall": out_stall,
+                                   "seed": seed, "timeout": timeout}))
+        run_cocotb(to_verilog(array, name), name, "pbit_host",
+                   params={"job": str(job), "result": str(result)},
+                   tb_dir=Path(__file__).parent)
+        got = json.loads(result.read_text())
+    return decode(cfg, got["records"]), got

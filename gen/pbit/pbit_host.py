@@ -1,0 +1,57 @@
+"""cocotb host for ``PBitArray``: stream ctrl words in, collect every out record.
+
+``session`` is the one driver used by the CLI (through the ``pbit_host`` test below,
+which reads a job file named in the runner parameters) and by the testbenches.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import cocotb
+
+from tilefab.verif import tb
+from tilefab.verif.params import params
+from tilefab.verif.stream import Clocked, StreamSink, StreamSource, random_pause
+
+KIND_COUNT = 3
+
+
+async def session(dut, words, *, n_results: int, index_bits: int, in_stall: float = 0.0,
+                  out_stall: float = 0.0, seed: int = 1, timeout: int = 1_000_000):
+    """Send ``words``, wait for ``n_results`` final records; returns (records, cycles)."""
+    await tb.start(dut)
+    rng = random.Random(seed)
+    src = StreamSource(dut, "ctrl", pause=random_pause(in_stall, rng) if in_stall else None)
+    records = []
+    done = [0]
+    mask = (1 << index_bits) - 1
+
+    def on_word(cycle, w):
+        records.append(w)
+        if w & 3 == KIND_COUNT and (w >> 2) & mask == 1:
+            done[0] += 1
+
+    sink = StreamSink(dut, "out", on_word=on_word,
+                      pause=random_pause(out_stall, rng) if out_stall else None)
+    clk = Clocked(dut.clk, [src, sink]).start()
+    for w in words:
+        src.send(w)
+    await clk.wait_until(lambda: done[0] == n_results and src.idle, timeout,
+                         f"{n_results} results from the p-bit array")
+    clk.stop()
+    assert not clk.protocol_errors, clk.protocol_errors
+    return records, clk.cycle
+
+
+@cocotb.test()
+async def pbit_host(dut):
+    p = params()
+    job = json.loads(open(p["job"]).read())
+    records, cycles = await session(
+        dut, job["words"], n_results=job["n_results"], index_bits=job["index_bits"],
+        in_stall=job["in_stall"], out_stall=job["out_stall"], seed=job["seed"],
+        timeout=job["timeout"])
+    with open(p["result"], "w") as fh:
+        json.dump({"records": records, "sim_cycles": cycles}, fh)

@@ -1,0 +1,360 @@
+"""p-bit Ising machine: bit-exact fixed-point model, ideal Gibbs sampler, exact Boltzmann.
+
+Maths (DESIGN.md, REFERENCES.md). Spins m_i in {-1, +1}; local field
+F_i = sum_j J_ij m_j + h_i; energy E(m) = -(1/2 m^T J m + h^T m) with J symmetric and
+zero on the diagonal; the Boltzmann distribution is P(m) ~ exp(-beta E(m)). A Gibbs
+update of p-bit i sets m_i = +1 with probability (1 + tanh(beta F_i)) / 2, i.e.
+m_i = sgn(tanh(beta F_i) - r), r uniform in (-1, 1). Flipping m_i changes the energy by
+2 m_i F_i (old m_i). Max-Cut: J = -W, h = 0, cut = (sum W - ... ) see ``cut_value``.
+
+Fixed point (``PBitFormat``):
+  * J_ij: signed ``w_bits`` integers, value J_q * 2^-w_frac; h_i: signed ``h_bits``
+    integers with the same ``w_frac``, so F_q = sum J_q m + h_q exactly (no saturation:
+    the hardware field is wide enough for every reachable value).
+  * beta: unsigned ``beta_bits`` integer, value beta_q * 2^-beta_frac.
+  * tanh table: ``lut_size`` entries, step 2^-lut_step_frac;
+    T[k] = round(tanh(k * 2^-lut_step_frac) * 2^(rand_bits-1)).
+    Index k = round-half-up(beta_q |F_q| / 2^s), s = beta_frac + w_frac - lut_step_frac;
+    k >= lut_size saturates to T = 2^(rand_bits-1) (tanh = 1).
+  * Random draw: one xorshift32 generator per p-bit (13, 17, 5), advanced once per
+    update of that p-bit; u = top ``rand_bits`` bits of the new state.
+    m_i = +1 iff u < 2^(rand_bits-1) + T  (F >= 0)  or  u < 2^(rand_bits-1) - T  (F < 0),
+    so P(+1) = 1/2 + sign(F) T / 2^rand_bits exactly.
+
+Schedule: colour classes update in order 0..n_colours-1 (one class per cycle; one
+sweep is n_colours cycles); frozen p-bits (clamped) never update. A run is a list of
+(beta_q, sweeps) entries. Energy is tracked incrementally (exact integers in units of
+2^-w_frac) and the best energy/state is kept after every update cycle, keeping the
+first state that reaches a new strict minimum.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MASK32 = np.uint32(0xFFFFFFFF)
+
+
+# -- PRNG -------------------------------------------------------------------------------
+
+def xorshift32(x):
+    """Marsaglia's xorshift32 (13, 17, 5) on a uint32 array (or scalar)."""
+    x = np.asarray(x, dtype=np.uint32)
+    x = x ^ (x << np.uint32(13))
+    x = x ^ (x >> np.uint32(17))
+    x = x ^ (x << np.uint32(5))
+    return x
+
+
+def pbit_seeds(seed: int, n: int) -> list[int]:
+    """Distinct non-zero 32-bit seeds for ``n`` p-bits, derived with splitmix64."""
+    out, seen = [], set()
+    state = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & (2**64 - 1)
+    while len(out) < n:
+        state = (state + 0x9E3779B97F4A7C15) & (2**64 - 1)
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
+        z ^= z >> 31
+        s = z & 0xFFFFFFFF
+        if s and s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+# -- fixed-point format -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PBitFormat:
+    w_bits: int = 8
+    w_frac: int = 0
+    h_bits: int = 10
+    beta_bits: int = 8
+    beta_frac: int = 4
+    lut_size: int = 64
+    lut_step_frac: int = 3
+    rand_bits: int = 16
+
+    @property
+    def shift(self) -> int:
+        return self.beta_frac + self.w_frac - self.lut_step_frac
+
+    def lut(self) -> np.ndarray:
+        k = np.arange(self.lut_size, dtype=np.float64)
+        return np.array([int(math.floor(math.tanh(v * 2.0 ** -self.lut_step_frac)
+                                        * 2 ** (self.rand_bits - 1) + 0.5)) for v in k],
+                        dtype=np.int64)
+
+    def w_range(self) -> tuple[int, int]:
+        return -(1 << (self.w_bits - 1)), (1 << (self.w_bits - 1)) - 1
+
+    def h_range(self) -> tuple[int, int]:
+        return -(1 << (self.h_bits - 1)), (1 << (self.h_bits - 1)) - 1
+
+    def beta_value(self, beta_q) -> float:
+        return beta_q * 2.0 ** -self.beta_frac
+
+    def beta_code(self, beta: float) -> int:
+        q = int(round(beta * 2 ** self.beta_frac))
+        return min(max(q, 0), (1 << self.beta_bits) - 1)
+
+    def threshold(self, beta_q: int, f_q) -> np.ndarray:
+        """T for each field value: the table entry, or 2^(rand_bits-1) when saturated."""
+        p = np.abs(np.asarray(f_q, dtype=np.int64)) * int(beta_q)
+        s = self.shift
+        if s > 0:
+            k = (p + (1 << (s - 1))) >> s
+        else:
+            k = p << (-s)
+        lut = self.lut()
+        sat = k >= self.lut_size
+        t = np.where(sat, 1 << (self.rand_bits - 1), lut[np.minimum(k, self.lut_size - 1)])
+        return t
+
+    def p_up(self, beta_q: int, f_q) -> np.ndarray:
+        """Exact probability that the fixed-point p-bit goes to +1."""
+        t = self.threshold(beta_q, f_q)
+        sgn = np.where(np.asarray(f_q) >= 0, 1, -1)
+        return 0.5 + sgn * t / 2.0 ** self.rand_bits
+
+
+# -- energies ---------------------------------------------------------------------------
+
+def energy(J, h, m) -> float:
+    """E(m) = -(1/2 m^T J m + h^T m) for float or integer J, h; m in {-1, +1}."""
+    m = np.asarray(m)
+    return -(0.5 * m @ np.asarray(J) @ m + np.asarray(h) @ m)
+
+
+def energy_int(J_q, h_q, m) -> int:
+    """Exact integer energy in units of 2^-w_frac (J symmetric, zero diagonal)."""
+    m = np.asarray(m, dtype=np.int64)
+    quad = int(m @ (np.asarray(J_q, dtype=np.int64) @ m))
+    assert quad % 2 == 0, "J must be symmetric with a zero diagonal"
+    return -(quad // 2 + int(np.asarray(h_q, dtype=np.int64) @ m))
+
+
+def cut_value(W, m) -> float:
+    """Max-Cut value sum_{i<j} W_ij (1 - m_i m_j) / 2 for a symmetric weight matrix W."""
+    m = np.asarray(m, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    return float((W.sum() - m @ W @ m) / 4.0)
+
+
+def all_states(n: int) -> np.ndarray:
+    """All 2^n spin vectors; row index = sum_i (m_i == +1) << i."""
+    idx = np.arange(1 << n)
+    return np.where((idx[:, None] >> np.arange(n)) & 1, 1, -1).astype(np.int64)
+
+
+def state_index(m) -> np.ndarray:
+    m = np.atleast_2d(np.asarray(m))
+    return ((m > 0).astype(np.int64) << np.arange(m.shape[1])).sum(axis=1)
+
+
+def boltzmann(J, h, beta: float) -> np.ndarray:
+    """Exact Boltzmann distribution over ``all_states(n)`` by enumeration."""
+    J, h = np.asarray(J, dtype=np.float64), np.asarray(h, dtype=np.float64)
+    S = all_states(len(h)).astype(np.float64)
+    E = -(0.5 * np.einsum("si,ij,sj->s", S, J, S) + S @ h)
+    w = np.exp(-beta * (E - E.min()))
+    return w / w.sum()
+
+
+def sweep_matrix(fmt: PBitFormat, J_q, h_q, beta_q: int, colours, frozen=None,
+                 n_colours: int | None = None) -> np.ndarray:
+    """Exact one-sweep transition matrix of the fixed-point chain over ``all_states``.
+
+    Built from the exact per-p-bit probabilities ``fmt.p_up``; only for small n.
+    """
+    J_q, h_q = np.asarray(J_q, dtype=np.int64), np.asarray(h_q, dtype=np.int64)
+    n = len(h_q)
+    colours = np.asarray(colours)
+    frozen = np.zeros(n, bool) if frozen is None else np.asarray(frozen, bool)
+    C = int(colours.max()) + 1 if n_colours is None else n_colours
+    S = all_states(n)
+    P = np.eye(1 << n)
+    for c in range(C):
+        members = np.flatnonzero((colours == c) & ~frozen)
+        if len(members) == 0:
+            continue
+        F = S @ J_q.T + h_q
+        pu = fmt.p_up(beta_q, F[:, members])
+        T = np.zeros((1 << n, 1 << n))
+        for combo in range(1 << len(members)):
+            # colour-class members share no edge, so they update independently
+            up = ((combo >> np.arange(len(members))) & 1).astype(bool)
+            pr = np.prod(np.where(up, pu, 1.0 - pu), axis=1)
+            new = S.copy()
+            new[:, members] = np.where(up, 1, -1)
+            np.add.at(T, (np.arange(1 << n), state_index(new)), pr)
+        P = P @ T
+    return P
+
+
+def stationary(P) -> tuple[np.ndarray, float]:
+    """Stationary vector of a transition matrix and its second eigenvalue modulus."""
+    w, v = np.linalg.eig(P.T)
+    order = np.argsort(-np.abs(w))
+    pi = np.real(v[:, order[0]])
+    lam2 = float(np.abs(w[order[1]])) if len(w) > 1 else 0.0
+    return pi / pi.sum(), lam2
+
+
+def tv_distance(p, q) -> float:
+    return 0.5 * float(np.abs(np.asarray(p) - np.asarray(q)).sum())
+
+
+def tv_bound(p, n_samples: int, lam: float = 0.0, z: float = 4.0) -> float:
+    """Acceptance bound for TV(empirical, p) after ``n_samples`` draws.
+
+    Independent draws: E|p_hat_i - p_i| <= sqrt(p_i (1 - p_i) / n), so
+    E[TV] <= mu = 1/2 sum_i sqrt(p_i (1 - p_i) / n); TV has bounded differences 1/n,
+    so McDiarmid gives P(TV > mu + t) <= exp(-2 n t^2); t = z / sqrt(2 n) makes the
+    false-alarm probability exp(-z^2) (z = 4: 1e-7). Draws from a Markov chain whose
+    correlations decay as lam^lag (lam: second eigenvalue modulus of the transition
+    matrix between draws) carry the information of n_eff = n (1 - lam) / (1 + lam)
+    independent draws (the variance inflation of a geometric autocorrelation).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    n = n_samples * (1.0 - lam) / (1.0 + lam)
+    mu = 0.5 * float(np.sqrt(p * (1 - p) / n).sum())
+    return mu + z / math.sqrt(2 * n)
+
+
+# -- ideal float sampler ----------------------------------------------------------------
+
+def gibbs_ideal(J, h, beta, sweeps: int, colours, rng: np.random.Generator, state=None,
+                frozen=None, sample_every: int = 1):
+    """Float Gibbs sampler, colour class by colour class (exact tanh, float uniforms).
+
+    ``beta`` is a float or a per-sweep sequence. Returns (samples, final_state); a
+    sample is taken after every ``sample_every``-th sweep.
+    """
+    J, h = np.asarray(J, dtype=np.float64), np.asarray(h, dtype=np.float64)
+    n = len(h)
+    colours = np.asarray(colours)
+    frozen = np.zeros(n, bool) if frozen is None else np.asarray(frozen, bool)
+    m = (rng.integers(0, 2, n) * 2 - 1).astype(np.float64) if state is None \
+        else np.asarray(state, dtype=np.float64).copy()
+    classes = [np.flatnonzero((colours == c) & ~frozen) for c in range(int(colours.max()) + 1)]
+    betas = np.broadcast_to(np.asarray(beta, dtype=np.float64), (sweeps,))
+    samples = []
+    for sw in range(sweeps):
+        for idx in classes:
+            if len(idx) == 0:
+                continue
+            F = J[idx] @ m + h[idx]
+            r = rng.uniform(-1.0, 1.0, len(idx))
+            m[idx] = np.where(np.tanh(betas[sw] * F) > r, 1.0, -1.0)
+        if (sw + 1) % sample_every == 0:
+            samples.append(m.copy())
+    return np.array(samples), m
+
+
+# -- bit-exact machine ------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    samples: list = field(default_factory=list)      # (state int8 array, energy int)
+    state: np.ndarray | None = None
+    energy: int = 0
+    best_state: np.ndarray | None = None
+    best_energy: int = 0
+    update_cycles: int = 0
+    updates: int = 0
+    sweep_energy: list = field(default_factory=list)  # energy after every sweep
+
+    @property
+    def cycles(self) -> int:
+        """Run cycles without output stalls: one energy cycle plus the update cycles."""
+        return 1 + self.update_cycles
+
+
+class PBitMachine:
+    """Bit-exact model of the colour-sequential fixed-point p-bit array.
+
+    ``J_q`` is an integer matrix (symmetric, zero diagonal) -- dense numpy or any object
+    with ``@`` and row slicing; ``h_q`` integers; ``colours`` one colour per p-bit;
+    ``frozen`` marks clamped p-bits; ``state`` the initial spins; ``seeds`` one
+    non-zero 32-bit seed per p-bit. The machine keeps its state and PRNG states between
+    runs, as the hardware does.
+    """
+
+    def __init__(self, fmt: PBitFormat, J_q, h_q, colours, seeds, state=None, frozen=None):
+        self.fmt = fmt
+        self.J = np.asarray(J_q, dtype=np.float64)   # exact: |values| << 2^53
+        self.h = np.asarray(h_q, dtype=np.int64)
+        n = len(self.h)
+        self.n = n
+        lo, hi = fmt.w_range()
+        if self.J.min(initial=0) < lo or self.J.max(initial=0) > hi:
+            raise ValueError(f"J: values must lie in [{lo}, {hi}] for w_bits={fmt.w_bits}")
+        lo, hi = fmt.h_range()
+        if self.h.min(initial=0) < lo or self.h.max(initial=0) > hi:
+            raise ValueError(f"h: values must lie in [{lo}, {hi}] for h_bits={fmt.h_bits}")
+        self.colours = np.asarray(colours, dtype=np.int64)
+        self.frozen = np.zeros(n, bool) if frozen is None else np.asarray(frozen, bool)
+        self.rng = np.asarray(seeds, dtype=np.uint32).copy()
+        if len(self.rng) != n or np.any(self.rng == 0):
+            raise ValueError("seeds: need one non-zero 32-bit seed per p-bit")
+        self.m = np.ones(n, dtype=np.int64) if state is None \
+            else np.asarray(state, dtype=np.int64).copy()
+        self._lut = fmt.lut()
+
+    def fields(self, idx=None) -> np.ndarray:
+        J = self.J if idx is None else self.J[idx]
+        h = self.h if idx is None else self.h[idx]
+        return np.rint(J @ self.m).astype(np.int64) + h
+
+    def energy(self) -> int:
+        quad = int(np.rint(self.m @ (self.J @ self.m)))
+        return -(quad // 2 + int(self.h @ self.m))
+
+    def _update(self, idx, beta_q: int) -> int:
+        """One update cycle for p-bits ``idx``; returns the energy change."""
+        fmt = self.fmt
+        F = self.fields(idx)
+        self.rng[idx] = xorshift32(self.rng[idx])
+        u = (self.rng[idx] >> np.uint32(32 - fmt.rand_bits)).astype(np.int64)
+        t = fmt.threshold(beta_q, F)
+        half = 1 << (fmt.rand_bits - 1)
+        up = np.where(F >= 0, u < half + t, u < half - t)
+        new = np.where(up, 1, -1)
+        old = self.m[idx]
+        dE = int((2 * old * F)[new != old].sum())
+        self.m[idx] = new
+        return dE
+
+    def run(self, schedule, n_colours: int | None = None, sample_every: int = 0,
+            track_sweeps: bool = False) -> RunResult:
+        """Run the (beta_q, sweeps) schedule; see the module docstring for the order."""
+        C = int(self.colours.max()) + 1 if n_colours is None else n_colours
+        classes = [np.flatnonzero((self.colours == c) & ~self.frozen) for c in range(C)]
+        res = RunResult()
+        E = self.energy()
+        best_E, best_m = E, self.m.copy()
+        since_sample = 0
+        for beta_q, sweeps in schedule:
+            for _ in range(sweeps):
+                for idx in classes:
+                    res.update_cycles += 1
+                    res.updates += len(idx)
+                    if len(idx):
+                        E += self._update(idx, beta_q)
+                    if E < best_E:
+                        best_E, best_m = E, self.m.copy()
+                if track_sweeps:
+                    res.sweep_energy.append(E)
+                if sample_every:
+                    since_sample += 1
+                    if since_sample == sample_every:
+                        since_sample = 0
+                        res.samples.append((self.m.copy(), E))
+        res.state, res.energy = self.m.copy(), E
+        res.best_state, res.best_energy = best_m, best_E
+        return res
