@@ -1,0 +1,277 @@
+"""Digital emulator of an analog memristor crossbar (in-memory MVM).
+
+Contract (the numbers are defined in ``tilefab.golden.imc``; this block
+reproduces them bit for bit):
+
+``rows x cols`` cells per slice, ``slices`` arrays for weight bit slicing. A
+cell stores ``gd = g+ - g-``, the programmed conductances of a differential
+pair in units of ``2**-frac_bits`` level, with programming noise drawn once
+when the cell is written. Each input bit-plane is one analog read: every
+column sums the cells of the rows whose input bit is set, read noise is added
+to the column sum, and an ADC (clip to ``[adc_lo, adc_hi]``, step
+``(adc_hi - adc_lo) / (2**adc_bits - 1)``, round half up) digitizes it; the
+codes of the slices and planes are shift-added into signed integers.
+
+Ports (``amaranth.lib.stream``):
+  ``seed`` (in, 32 bit): restarts every noise generator; accepted only while no
+  input vector is being applied. Reset is equivalent to seed 0.
+  ``prog`` (in, signed weight): programs one cell per transfer, ``rows * cols``
+  transfers in row-major order; the array is a shift chain, so the last
+  ``rows * cols`` words written define it. Accepted only while no input vector
+  is being applied. Weights beyond ``+-(levels**slices - 1)`` are undefined.
+  ``x`` (in, ``rows`` signed ``in_bits`` integers): one input vector.
+  ``y`` (out, ``cols`` signed integers): one result per input vector, in order.
+
+Timing: one bit-plane per cycle, most significant first, so a vector takes
+``in_bits`` cycles and back-to-back vectors keep the array busy every cycle:
+``rows * cols / in_bits`` MACs per cycle, the limit of bit-serial inputs. The
+latency from the input transfer to ``y.valid`` is ``in_bits + 3`` cycles.
+A stall on ``y`` freezes the whole pipeline, noise generators included, so
+results do not depend on backpressure.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .noise import GaussianNoise, sample_bounds
+
+NOISE_MODES = ("independent", "proportional")
+
+
+def magic_divider(divisor: int, n_max: int) -> tuple[int, int]:
+    """(m, shift) with ``(n * m) >> shift == n // divisor`` for 0 <= n <= n_max.
+
+    With ``m = ceil(2**shift / divisor)`` and ``e = m * divisor - 2**shift``,
+    ``n * m / 2**shift = n / divisor + n * e / (divisor * 2**shift)``; the floor is
+    unchanged when ``n_max * e < 2**shift`` (the remainder is at most
+    ``divisor - 1``).
+    """
+    if divisor < 1 or n_max < 0:
+        raise ValueError(f"divisor must be >= 1 and n_max >= 0, not {divisor}, {n_max}")
+    shift = max(divisor.bit_length() - 1, 0)
+    while True:
+        m = -(-(1 << shift) // divisor)
+        if n_max * (m * divisor - (1 << shift)) < (1 << shift):
+            return m, shift
+        shift += 1
+
+
+def _tree_sum(terms):
+    # Balanced, so the adder depth is log2(rows) rather than rows.
+    terms = list(terms)
+    while len(terms) > 1:
+        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+def _bits_for_signed(lo: int, hi: int):
+    return signed(max(lo.bit_length(), hi.bit_length()) + 1)
+
+
+def _check_int(name, value, low, high=None):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
+            high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {allowed}, not {value!r}")
+
+
+class Crossbar(wiring.Component):
+    def __init__(self, *, rows: int, cols: int, levels: int, slices: int = 1,
+                 in_bits: int = 8, adc_bits: int = 8, adc_lo: int, adc_hi: int,
+                 frac_bits: int = 4, prog_gain: int = 0, prog_noise: str = "independent",
+                 read_gain: int = 0):
+        _check_int("rows", rows, 1, 1024)
+        _check_int("cols", cols, 1, 1024)
+        _check_int("levels", levels, 2, 1 << 16)
+        _check_int("slices", slices, 1, 8)
+        _check_int("in_bits", in_bits, 2, 32)
+        _check_int("adc_bits", adc_bits, 0, 24)
+        _check_int("frac_bits", frac_bits, 0, 16)
+        _check_int("prog_gain", prog_gain, 0)
+        _check_int("read_gain", read_gain, 0)
+        _check_int("adc_lo", adc_lo, -(1 << 40))
+        _check_int("adc_hi", adc_hi, -(1 << 40))
+        if slices > 1 and levels & (levels - 1):
+            raise ValueError(f"levels must be a power of two when slices > 1, not {levels}")
+        if adc_bits and adc_hi <= adc_lo:
+            raise ValueError(f"adc_hi must be greater than adc_lo, not [{adc_lo}, {adc_hi}]")
+        if prog_noise not in NOISE_MODES:
+            raise ValueError(f"prog_noise must be one of {', '.join(NOISE_MODES)}, "
+                             f"not {prog_noise!r}")
+        self._rows, self._cols, self._levels, self._slices = rows, cols, levels, slices
+        self._in_bits, self._adc_bits, self._frac_bits = in_bits, adc_bits, frac_bits
+        self._adc_lo, self._adc_hi = adc_lo, adc_hi
+        self._prog_gain, self._prog_noise, self._read_gain = prog_gain, prog_noise, read_gain
+
+        self._w_max = levels ** slices - 1
+        self._slice_shift = (levels - 1).bit_length() if slices > 1 else 0
+        self._gbits = (levels - 1).bit_length() + frac_bits + 1
+        self._gmax = (1 << self._gbits) - 1
+        self._cell_shape = signed(self._gbits + 1)
+        lo, hi = sample_bounds(read_gain)
+        self._col_lo = -rows * self._gmax + lo
+        self._col_hi = rows * self._gmax + hi
+        if adc_bits:
+            self._code_max = (1 << adc_bits) - 1
+            self._code_min = 0
+        else:
+            self._code_min, self._code_max = self._col_lo, self._col_hi
+        slice_sum = sum(levels ** s for s in range(slices))
+        bound = max(abs(self._code_min), self._code_max) * slice_sum * ((1 << in_bits) - 1)
+        self._out_shape = signed(bound.bit_length() + 1)
+        super().__init__({
+            "seed": In(stream.Signature(32)),
+            "prog": In(stream.Signature(signed(self._w_max.bit_length() + 1))),
+            "x": In(stream.Signature(data.ArrayLayout(signed(in_bits), rows))),
+            "y": Out(stream.Signature(data.ArrayLayout(self._out_shape, cols))),
+        })
+
+    @property
+    def macs_per_cycle_limit(self) -> float:
+        return self._rows * self._cols / self._in_bits
+
+    @property
+    def latency(self) -> int:
+        return self._in_bits + 3
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, S, B = self._rows, self._cols, self._slices, self._in_bits
+        F = self._frac_bits
+
+        # Pipeline advances when the output register is free or being emptied.
+        adv = Signal()
+        m.d.comb += adv.eq(~self.y.valid | self.y.ready)
+
+        xbuf_valid = Signal()
+        plane = Signal(range(B))
+        busy_ready = ~xbuf_valid
+        m.d.comb += [
+            self.seed.ready.eq(busy_ready),
+            self.prog.ready.eq(busy_ready),
+        ]
+        seed_load = self.seed.valid & self.seed.ready
+        prog_write = self.prog.valid & self.prog.ready
+
+        # --- programming: digits, noise, clip, shift chain -----------------
+        cells = [[Signal(self._cell_shape, name=f"gd_s{s}_r{k // C}_c{k % C}")
+                  for k in range(R * C)] for s in range(S)]
+        w = self.prog.payload
+        mag = Signal(range(self._w_max + 1))
+        m.d.comb += mag.eq(Mux(w < 0, -w, w))
+        level_bits = (self._levels - 1).bit_length()
+        proportional = self._prog_noise == "proportional"
+        for s in range(S):
+            if S > 1:
+                digit = mag[s * self._slice_shift:(s + 1) * self._slice_shift]
+            else:
+                digit = mag
+            g = []
+            for pol, active in ((0, w > 0), (1, w < 0)):
+                level = Signal(level_bits, name=f"level_s{s}_{'pm'[pol]}")
+                m.d.comb += level.eq(Mux(active, digit, 0))
+                if self._prog_gain:
+                    gen = GaussianNoise(index=2 * s + pol, gain=self._prog_gain,
+                                        level_bits=level_bits if proportional else 0)
+                    m.submodules[f"prog_noise_s{s}_{'pm'[pol]}"] = gen
+                    m.d.comb += [gen.seed.eq(self.seed.payload), gen.load.eq(seed_load),
+                                 gen.next.eq(prog_write)]
+                    if proportional:
+                        m.d.comb += gen.level.eq(level)
+                    noisy = (level << F) + gen.sample
+                else:
+                    noisy = level << F
+                clipped = Signal(self._gbits, name=f"g_s{s}_{'pm'[pol]}")
+                m.d.comb += clipped.eq(Mux(noisy < 0, 0,
+                                           Mux(noisy > self._gmax, self._gmax, noisy)))
+                g.append(clipped)
+            with m.If(prog_write):
+                m.d.sync += cells[s][R * C - 1].eq(g[0] - g[1])
+                m.d.sync += [cells[s][k].eq(cells[s][k + 1]) for k in range(R * C - 1)]
+
+        # --- stage 0: one bit-plane of the buffered vector -----------------
+        xs = [Signal(B, name=f"x_{i}") for i in range(R)]
+        issue = Signal()
+        last_plane = plane == 0
+        m.d.comb += [
+            issue.eq(xbuf_valid & adv),
+            self.x.ready.eq(~xbuf_valid | (adv & last_plane)),
+        ]
+        with m.If(issue):
+            m.d.sync += [x.eq(x << 1) for x in xs]
+            m.d.sync += plane.eq(plane - 1)
+            with m.If(last_plane):
+                m.d.sync += xbuf_valid.eq(0)
+        with m.If(self.x.valid & self.x.ready):
+            m.d.sync += [xs[i].eq(self.x.payload[i]) for i in range(R)]
+            m.d.sync += [plane.eq(B - 1), xbuf_valid.eq(1)]
+        bits = [x[B - 1] for x in xs]
+
+        col_shape = _bits_for_signed(self._col_lo, self._col_hi)
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_col = [[Signal(col_shape, name=f"col_s{s}_c{j}") for j in range(C)]
+                  for s in range(S)]
+        with m.If(adv):
+            m.d.sync += [s1_valid.eq(issue), s1_first.eq(plane == B - 1),
+                         s1_last.eq(last_plane)]
+        for s in range(S):
+            for j in range(C):
+                total = _tree_sum(Mux(bits[i], cells[s][i * C + j], 0) for i in range(R))
+                if self._read_gain:
+                    gen = GaussianNoise(index=2 * S + s * C + j, gain=self._read_gain)
+                    m.submodules[f"read_noise_s{s}_c{j}"] = gen
+                    m.d.comb += [gen.seed.eq(self.seed.payload), gen.load.eq(seed_load),
+                                 gen.next.eq(issue)]
+                    total = total + gen.sample
+                with m.If(adv):
+                    m.d.sync += s1_col[s][j].eq(total)
+
+        # --- stage 1: ADC ----------------------------------------------------
+        code_shape = _bits_for_signed(self._code_min, self._code_max)
+        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
+        s2_code = [[Signal(code_shape, name=f"code_s{s}_c{j}") for j in range(C)]
+                   for s in range(S)]
+        with m.If(adv):
+            m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last)]
+        if self._adc_bits:
+            lo, hi = self._adc_lo, self._adc_hi
+            d = hi - lo
+            top = (1 << self._adc_bits) - 1
+            # code = floor((2 u top + d) / 2d) for u = clip(a) - lo in [0, d].
+            mult, shift = magic_divider(2 * d, 2 * d * top + d)
+        for s in range(S):
+            for j in range(C):
+                a = s1_col[s][j]
+                if self._adc_bits:
+                    u = Signal(range(d + 1), name=f"adc_u_s{s}_c{j}")
+                    m.d.comb += u.eq(Mux(a < lo, 0, Mux(a > hi, d, a - lo)))
+                    code = (u * (2 * top * mult) + d * mult) >> shift
+                else:
+                    code = a
+                with m.If(adv):
+                    m.d.sync += s2_code[s][j].eq(code)
+
+        # --- stage 2: shift-add over slices and planes -----------------------
+        acc = [Signal(self._out_shape, name=f"acc_c{j}") for j in range(C)]
+        with m.If(self.y.valid & self.y.ready):
+            m.d.sync += self.y.valid.eq(0)
+        for j in range(C):
+            v = _tree_sum(s2_code[s][j] << (s * self._slice_shift) for s in range(S))
+            nxt = Signal(self._out_shape, name=f"acc_next_c{j}")
+            m.d.comb += nxt.eq(Mux(s2_first, -v, (acc[j] << 1) + v))
+            with m.If(adv & s2_valid):
+                m.d.sync += acc[j].eq(nxt)
+                with m.If(s2_last):
+                    m.d.sync += self.y.payload[j].eq(nxt)
+        with m.If(adv & s2_valid & s2_last):
+            m.d.sync += self.y.valid.eq(1)
+        return m
+
+
+__all__ = ["Crossbar", "magic_divider"]
