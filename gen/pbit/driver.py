@@ -259,24 +259,34 @@ def n_results(ops) -> int:
 # -- running on Verilator ---------------------------------------------------------------
 
 def run_rtl(array: PBitArray, ops, *, name: str = "pbit_array", in_stall: float = 0.0,
-            out_stall: float = 0.0, seed: int = 1, timeout: int | None = None) -> list[Result]:
-    """Run ``ops`` on the Verilator model of ``array``; returns one Result per Run/Read."""
+            out_stall: float = 0.0, seed: int = 1, timeout: int | None = None,
+            expected: list[int] | None = None, test_module: str = "pbit_host",
+            tb_dir: Path | None = None) -> tuple[list[Result], dict]:
+    """Run ``ops`` on the Verilator model of ``array``.
+
+    Returns one ``Result`` per Run/Read and the raw reply (``records``, ``sim_cycles``).
+    With ``expected`` and a checking ``test_module`` the testbench compares records.
+    """
     from ...verif.runner import run_cocotb
     from ..emit import to_verilog
 
     cfg = array.config()
     words = encode(cfg, array.neighbours, ops)
+    sampling = any(isinstance(op, Run) and op.sample_every for op in ops)
     if timeout is None:
         sweeps = sum(s for op in ops if isinstance(op, Run) for _, s in op.schedule)
         timeout = 10 * (len(words) + sweeps * cfg["n_colours"]) + 100_000
+        if sampling:
+            timeout += 20 * sweeps * (cfg["n_chunks"] + 1)
     with tempfile.TemporaryDirectory(prefix="tilefab-pbit-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job.write_text(json.dumps({"words": words, "n_results": n_results(ops),
-                                   "n_chunks": cfg["n_chunks"], "index_bits": cfg["index_bits"],
+                                   "index_bits": cfg["index_bits"],
                                    "in_stall": in_stall, "out_stall": out_stall,
-                                   "seed": seed, "timeout": timeout}))
-        run_cocotb(to_verilog(array, name), name, "pbit_host",
+                                   "seed": seed, "timeout": timeout, "expected": expected,
+                                   "stalls_allowed": sampling}))
+        run_cocotb(to_verilog(array, name), name, test_module,
                    params={"job": str(job), "result": str(result)},
-                   tb_dir=Path(__file__).parent)
+                   tb_dir=tb_dir or Path(__file__).parent)
         got = json.loads(result.read_text())
     return decode(cfg, got["records"]), got

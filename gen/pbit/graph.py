@@ -1,0 +1,139 @@
+"""Graphs for p-bit arrays: G-set/rudy reader, DSATUR colouring, random sparse graphs.
+
+A ``Graph`` has n nodes, 0-based undirected edges (i < j, no duplicates) and integer
+weights. The rudy format (G-set) is: a first line ``n m``, then m lines ``i j w`` with
+1-based node numbers. Reading errors name the file, the line and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass
+class Graph:
+    n: int
+    edges: np.ndarray      # (m, 2) int, i < j
+    weights: np.ndarray    # (m,)
+    name: str = ""
+
+    def W(self) -> np.ndarray:
+        W = np.zeros((self.n, self.n), dtype=np.int64)
+        W[self.edges[:, 0], self.edges[:, 1]] = self.weights
+        W[self.edges[:, 1], self.edges[:, 0]] = self.weights
+        return W
+
+    def neighbours(self) -> list[list[int]]:
+        nb = [[] for _ in range(self.n)]
+        for i, j in self.edges:
+            nb[i].append(int(j))
+            nb[j].append(int(i))
+        return [sorted(r) for r in nb]
+
+    def degrees(self) -> np.ndarray:
+        return np.bincount(self.edges.ravel(), minlength=self.n)
+
+    def cut(self, spins) -> int:
+        s = np.asarray(spins)
+        return int((self.weights * (s[self.edges[:, 0]] != s[self.edges[:, 1]])).sum())
+
+
+def read_rudy(path) -> Graph:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read graph file ({exc.strerror})") from None
+    lines = [(k + 1, ln.split()) for k, ln in enumerate(text.splitlines()) if ln.strip()]
+    if not lines:
+        raise ConfigError(str(path), "empty graph file; expected a first line 'nodes edges'")
+    lineno, head = lines[0]
+    if len(head) != 2 or not all(t.isdigit() for t in head):
+        raise ConfigError(f"{path}:{lineno}", "first line must be 'nodes edges' "
+                                              "(two non-negative integers)")
+    n, m = int(head[0]), int(head[1])
+    if n < 1:
+        raise ConfigError(f"{path}:{lineno}", "nodes must be >= 1")
+    body = lines[1:]
+    if len(body) != m:
+        raise ConfigError(f"{path}:{lineno}", f"header announces {m} edges but the file "
+                                              f"has {len(body)} edge lines")
+    edges, weights, seen = [], [], set()
+    for lineno, tok in body:
+        try:
+            if len(tok) != 3:
+                raise ValueError
+            i, j, w = int(tok[0]), int(tok[1]), int(tok[2])
+        except ValueError:
+            raise ConfigError(f"{path}:{lineno}", "edge line must be 'i j w' "
+                                                  "(three integers)") from None
+        if not (1 <= i <= n and 1 <= j <= n):
+            raise ConfigError(f"{path}:{lineno}", f"node numbers must lie in [1, {n}], "
+                                                  f"got {i} {j}")
+        if i == j:
+            raise ConfigError(f"{path}:{lineno}", f"self-loop on node {i} is not allowed")
+        a, b = min(i, j) - 1, max(i, j) - 1
+        if (a, b) in seen:
+            raise ConfigError(f"{path}:{lineno}", f"duplicate edge {i} {j}")
+        seen.add((a, b))
+        edges.append((a, b))
+        weights.append(w)
+    return Graph(n, np.array(edges, dtype=np.int64).reshape(-1, 2),
+                 np.array(weights, dtype=np.int64), name=path.stem)
+
+
+def dsatur(neighbours) -> np.ndarray:
+    """DSATUR greedy colouring (Brelaz 1979): colour the most saturated node next."""
+    n = len(neighbours)
+    colours = -np.ones(n, dtype=np.int64)
+    sat = [set() for _ in range(n)]
+    deg = np.array([len(r) for r in neighbours])
+    uncoloured = set(range(n))
+    while uncoloured:
+        v = max(uncoloured, key=lambda u: (len(sat[u]), deg[u], -u))
+        c = 0
+        while c in sat[v]:
+            c += 1
+        colours[v] = c
+        uncoloured.discard(v)
+        for u in neighbours[v]:
+            sat[u].add(c)
+    return colours
+
+
+def check_colouring(neighbours, colours, n_colours: int | None = None):
+    """Raise ConfigError naming the first conflict or out-of-range colour."""
+    colours = np.asarray(colours)
+    if n_colours is not None and colours.max() >= n_colours:
+        raise ConfigError("n_colours", f"the graph needs {int(colours.max()) + 1} colours "
+                                       f"but the array schedules only {n_colours}")
+    for i, row in enumerate(neighbours):
+        for j in row:
+            if colours[i] == colours[j]:
+                raise ConfigError("colours", f"neighbours {i} and {j} share colour "
+                                             f"{colours[i]}; they would update together")
+
+
+def random_sparse(n: int, max_degree: int, edges: int, rng: np.random.Generator,
+                  weights=(-1, 1)) -> Graph:
+    """A random graph with at most ``max_degree`` per node and up to ``edges`` edges."""
+    deg = np.zeros(n, dtype=np.int64)
+    seen, out = set(), []
+    for _ in range(edges * 20):
+        if len(out) == edges:
+            break
+        i, j = rng.integers(0, n, 2)
+        a, b = int(min(i, j)), int(max(i, j))
+        if a == b or (a, b) in seen or deg[a] >= max_degree or deg[b] >= max_degree:
+            continue
+        seen.add((a, b))
+        deg[a] += 1
+        deg[b] += 1
+        out.append((a, b))
+    w = rng.choice(np.asarray(weights), len(out))
+    return Graph(n, np.array(out, dtype=np.int64).reshape(-1, 2), w.astype(np.int64))
