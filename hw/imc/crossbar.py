@@ -19,8 +19,10 @@ Ports (``amaranth.lib.stream``):
   transfers in row-major order; the array is a shift chain, so the last
   ``rows * cols`` words written define it. Accepted only while no input vector
   is being applied. Weights beyond ``+-(levels**slices - 1)`` are undefined.
-  ``x`` (in, ``rows`` signed ``in_bits`` integers): one input vector.
-  ``y`` (out, ``cols`` signed integers): one result per input vector, in order.
+  ``x`` (in, fields ``r0 .. r{rows-1}``, signed ``in_bits``): one input vector;
+  row ``i`` occupies payload bits ``[i * in_bits, (i + 1) * in_bits)``.
+  ``y`` (out, fields ``c0 .. c{cols-1}``, signed, equal widths): one result
+  per input vector, in order, column ``j`` at the ``j``-th field.
 
 Timing: one bit-plane per cycle, most significant first, so a vector takes
 ``in_bits`` cycles and back-to-back vectors keep the array busy every cycle:
@@ -128,8 +130,12 @@ class Crossbar(wiring.Component):
         super().__init__({
             "seed": In(stream.Signature(32)),
             "prog": In(stream.Signature(signed(self._w_max.bit_length() + 1))),
-            "x": In(stream.Signature(data.ArrayLayout(signed(in_bits), rows))),
-            "y": Out(stream.Signature(data.ArrayLayout(self._out_shape, cols))),
+            # Struct fields rather than an ArrayLayout: yosys's ABC9 pass names bit
+            # wires "name[i]" and collides with the array-element names Amaranth emits.
+            "x": In(stream.Signature(data.StructLayout(
+                {f"r{i}": signed(in_bits) for i in range(rows)}))),
+            "y": Out(stream.Signature(data.StructLayout(
+                {f"c{j}": self._out_shape for j in range(cols)}))),
         })
 
     @property
@@ -209,7 +215,7 @@ class Crossbar(wiring.Component):
             with m.If(last_plane):
                 m.d.sync += xbuf_valid.eq(0)
         with m.If(self.x.valid & self.x.ready):
-            m.d.sync += [xs[i].eq(self.x.payload[i]) for i in range(R)]
+            m.d.sync += [xs[i].eq(self.x.payload[f"r{i}"]) for i in range(R)]
             m.d.sync += [plane.eq(B - 1), xbuf_valid.eq(1)]
         bits = [x[B - 1] for x in xs]
 
@@ -268,7 +274,7 @@ class Crossbar(wiring.Component):
             with m.If(adv & s2_valid):
                 m.d.sync += acc[j].eq(nxt)
                 with m.If(s2_last):
-                    m.d.sync += self.y.payload[j].eq(nxt)
+                    m.d.sync += self.y.payload[f"c{j}"].eq(nxt)
         with m.If(adv & s2_valid & s2_last):
             m.d.sync += self.y.valid.eq(1)
         return m
