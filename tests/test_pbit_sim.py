@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tilefab.gen.pbit import driver, graph
-from tilefab.gen.pbit.factor import factor
+from tilefab.gen.pbit.factor import FORMAT, anneal_schedule, factor_array, factor_program
 from tilefab.golden import pbit as g
 from tilefab.hw.pbit.array import PBitArray
 
@@ -95,7 +95,7 @@ def test_dense_array_bit_exact_and_boltzmann():
            driver.Run([(bq, 50), (bq, every * n_samples)], 6, sample_every=every),
            driver.Program(Jand, hand, np.array([0, 1, 2, 3, 3, 3])),
            driver.Run([(bq, 50), (bq, every * n_samples)], 4, sample_every=every),
-           driver.Run([(g.PBitFormat(**FMT_B).beta_code(3.0), 4000)], 4, sample_every=4)]
+           driver.Run([(g.PBitFormat(**FMT_B).beta_code(1.5), 4000)], 4, sample_every=4)]
     results = check(array, ops, "pbit_dense_b", out_stall=0.2, seed=4)
     fmt = g.PBitFormat(**FMT_B)
     for res, (Jx, hx, cx, nx) in zip(results[:2], [(J, h, np.arange(6), 6),
@@ -109,7 +109,7 @@ def test_dense_array_bit_exact_and_boltzmann():
         p = g.boltzmann(Jx, hx, beta)
         tv = g.tv_distance(emp, p)
         assert tv < g.tv_bound(p, n_samples, lam, z=3.0), (tv, lam)
-    # beta = 3: the AND gate sits in its four ground states (the truth table), all visited
+    # beta = 1.5: the AND gate sits in its four ground states (the truth table), all visited
     rows = {}
     for s, _ in results[2].samples:
         key = tuple((s[:3] > 0).astype(int))
@@ -120,7 +120,20 @@ def test_dense_array_bit_exact_and_boltzmann():
     assert results[2].update_cycles == 4000 * 4
 
 
-def test_factor_semiprimes_on_rtl():
-    for N, pair in [(143, {11, 13}), (77, {7, 11}), (35, {5, 7})]:
-        res = factor(N, na=4, nb=4, runs=4, backend="rtl")
-        assert res.a is not None and res.a * res.b == N and {res.a, res.b} == pair, res
+def test_multiplier_bit_exact_and_factors_semiprimes():
+    """The 4x4 multiplier array run backwards, bit-exact, on three clamped products."""
+    array, _ = factor_array(4, 4)
+    ops, mults, n_runs = [], [], 3
+    for N in (143, 77, 35):
+        prog, mult = factor_program(N, 4, 4)
+        k = int(prog.colours.max()) + 1
+        ops += [prog] + [driver.Run(anneal_schedule(FORMAT, 1000, 0.05, 1.0), k)] * n_runs
+        mults.append((N, mult))
+    results = check(array, ops, "pbit_mult4x4", in_stall=0.2, seed=5)
+    for k, (N, mult) in enumerate(mults):
+        found = set()
+        for r in results[k * n_runs:(k + 1) * n_runs]:
+            a, b = mult.value(r.best_state, mult.a), mult.value(r.best_state, mult.b)
+            if a * b == N:
+                found.add(frozenset((a, b)))
+        assert found and all(a * b == N and 1 not in (a, b) for a, b in map(sorted, found)), N
