@@ -23,7 +23,7 @@ SHAPES = {
     "4x4": {"mesh": {"cols": 4, "rows": 4, "fifo_depth": 3},
             "host": {"x": 3, "y": 2, "side": "east"}},
     "3x2": {"mesh": {"cols": 3, "rows": 2, "fifo_depth": 1},
-            "packet": {"data_bits": 16, "addr_bits": 8},
+            "packet": {"data_bits": 16, "addr_bits": 10},
             "host": {"x": 1, "y": 1, "side": "south"}},
 }
 
