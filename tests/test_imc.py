@@ -317,3 +317,39 @@ def test_energy_model_breakdown():
     assert more_bits.per_mvm_pj["adc"] > rep.per_mvm_pj["adc"]
     assert energy_per_mvm(p, {"v_read": 0.4}).per_mvm_pj["cell_read"] == pytest.approx(
         4 * rep.per_mvm_pj["cell_read"])
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).parent.parent / "examples" / "imc"
+
+
+@pytest.mark.parametrize("name", ["crossbar_8x6", "crossbar_16x16_8bit", "crossbar_exact",
+                                  "crossbar_pcm_weights"])
+def test_cli_report_on_examples(name, capsys):
+    from tilefab.gen.cli import main
+
+    assert main(["imc", "report", str(EXAMPLES / f"{name}.yaml")]) == 0
+    out = capsys.readouterr().out
+    for part in ("adc", "dac", "cell_read", "shift_add", "energy per MAC"):
+        assert part in out
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
+    from tilefab.gen.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("crossbar: {rows: 4, cols: 4, levels: 4, input_bits: 4,\n"
+                   "           adc: {bits: 4, min: 3, max: -3}}\n")
+    assert main(["imc", "report", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "crossbar.adc" in err and "inverted" in err
+
+
+def test_exact_example_is_exact_on_the_golden_model():
+    from tilefab.gen.imc.config import load
+
+    p = load(EXAMPLES / "crossbar_exact.yaml").params
+    rng = np.random.default_rng(0)
+    w, xs = random_problem(p, rng, 10)
+    model = g.CrossbarModel(p, 1)
+    model.program(w)
+    np.testing.assert_array_equal(model.estimate(model.mvm_batch(xs)), xs @ w)

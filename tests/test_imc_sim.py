@@ -56,12 +56,11 @@ def test_bit_exact_with_noise_and_backpressure(name):
 
 
 def test_noise_off_enough_adc_bits_gives_exact_integer_mvm():
-    rows, cols, levels = 6, 5, 4
-    col = rows * (levels - 1)
-    bits = 6   # 63 steps of one level cover [-18, 18]
-    p = g.CrossbarParams(rows=rows, cols=cols, levels=levels, slices=2, in_bits=5,
-                         adc_bits=bits, adc_lo=-col << 2, adc_hi=(-col + 63) << 2,
-                         frac_bits=2)
+    from tilefab.gen.imc.config import load
+
+    # No noise, one ADC step per level over a column's whole range [-18, 18].
+    p = load(Path(__file__).parent.parent / "examples" / "imc" / "crossbar_exact.yaml").params
+    assert p.prog_gain == p.read_gain == 0 and p.adc_hi - p.adc_lo == 63 << p.frac_bits
     rng = np.random.default_rng(3)
     sessions = random_sessions(p, rng, 1, 30)
     rec = run(p, sessions, stall_in=0.2, stall_out=0.2)
@@ -142,3 +141,19 @@ def test_throughput_is_one_bit_plane_per_cycle():
     assert np.all(gaps == p.in_bits), gaps
     macs_per_cycle = p.rows * p.cols * (len(ys) - 1) / (ys[-1] - ys[0])
     assert macs_per_cycle == p.rows * p.cols / p.in_bits
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "imc"
+
+
+def test_cli_mvm_runs_rtl_and_agrees_with_golden(capsys):
+    from tilefab.gen.cli import main
+    from tilefab.gen.imc.config import load
+
+    cfg = load(EXAMPLES / "crossbar_8x6.yaml")
+    assert cfg.params == CONFIGS["sliced"]     # one Verilator build serves both
+    assert main(["imc", "mvm", str(EXAMPLES / "crossbar_8x6.yaml"), "--seed", "4",
+                 "--vectors", "6", "--stall", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "RTL = golden: yes, 6 vectors x 6 outputs bit-exact" in out
+    assert "error vs ideal" in out and "limit rows*cols/in_bits = 12.00" in out
