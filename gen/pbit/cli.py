@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+import argparse
 
 
 def _positive(name):
@@ -10,9 +10,9 @@ def _positive(name):
         try:
             v = int(text)
         except ValueError:
-            raise ConfigError(name, f"must be a positive integer, got {text!r}") from None
+            v = 0
         if v < 1:
-            raise ConfigError(name, f"must be a positive integer, got {v}")
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
         return v
     return parse
 

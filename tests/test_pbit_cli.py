@@ -1,0 +1,70 @@
+"""``tilefab pbit`` commands: factoring on the RTL, Max-Cut, and errors as one line."""
+
+import numpy as np
+import pytest
+
+from tilefab.gen.cli import main
+from tilefab.gen.pbit import graph, maxcut
+
+
+@pytest.mark.sim
+def test_factor_143_on_rtl(capsys):
+    assert main(["pbit", "factor", "143", "--runs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "143 = 11 x 13  [Verilator RTL]" in out
+    assert "sweeps" in out and "flips" in out and "cycles" in out
+
+
+def _ring_file(tmp_path, n=12):
+    f = tmp_path / "ring.txt"
+    f.write_text(f"{n} {n}\n" + "".join(f"{i + 1} {(i + 1) % n + 1} 1\n" for i in range(n)))
+    return f
+
+
+def test_maxcut_golden_finds_even_ring_optimum(tmp_path, capsys):
+    assert main(["pbit", "maxcut", str(_ring_file(tmp_path)), "--sweeps", "200",
+                 "--backend", "golden"]) == 0
+    out = capsys.readouterr().out
+    assert "best seen 12" in out and "2 colours" in out
+    assert "flips/cycle 6.00 (limit n/colours = 6.00)" not in out   # one energy cycle counts
+    gr = graph.read_rudy(_ring_file(tmp_path))
+    res = maxcut.run(gr, 200, backend="golden")
+    assert res.best_cut == 12 and res.updates == 200 * 12 and res.cycles == 1 + 200 * 2
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("3 1\n1 9 1\n")
+    assert main(["pbit", "maxcut", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad}:2: node numbers must lie in [1, 3]" in err
+    assert main(["pbit", "factor", "3", "--backend", "golden"]) == 2
+    assert "N: must be an integer >= 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["pbit", "maxcut", str(_ring_file(tmp_path)), "--sweeps", "0"])
+    assert exc.value.code == 2
+    assert "--sweeps must be a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_bench_runs_without_peer_or_synth(tmp_path, capsys, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_dwave(name, *a, **kw):
+        if name.startswith("dwave"):
+            raise ImportError(name)
+        return real_import(name, *a, **kw)
+
+    gdir = tmp_path / "gset"
+    gdir.mkdir()
+    rng = np.random.default_rng(0)
+    gr = graph.random_sparse(40, 4, 70, rng, weights=(1,))
+    (gdir / "G11.txt").write_text(f"{gr.n} {len(gr.edges)}\n" + "".join(
+        f"{i + 1} {j + 1} {w}\n" for (i, j), w in zip(gr.edges, gr.weights)))
+    monkeypatch.setattr(builtins, "__import__", no_dwave)
+    png = tmp_path / "e.png"
+    assert main(["bench", "pbit", "--graphs", "G11", "--gset", str(gdir), "--rtl", "",
+                 "--sweeps", "50", "--no-synth", "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "dwave-samplers is not installed" in out and png.exists()
+    assert "G11" in out and "golden" in out
