@@ -275,6 +275,23 @@ class RunResult:
         return 1 + self.update_cycles
 
 
+class _Rows:
+    """Rows of J kept as (column, value) lists, so a sparse field costs O(edges)."""
+
+    def __init__(self, dense: np.ndarray):
+        r, c = np.nonzero(dense)
+        self.cols, self.vals = c, dense[r, c]
+        self.starts = np.searchsorted(r, np.arange(dense.shape[0]))
+        self.rows = dense.shape[0]
+        self.empty = np.bincount(r, minlength=self.rows) == 0
+
+    def __matmul__(self, m):
+        # A trailing zero keeps every start a valid index; reduceat gives an empty row
+        # the element at its start, so empty rows are masked afterwards.
+        prod = np.append(self.vals * m[self.cols], 0.0)
+        return np.where(self.empty, 0.0, np.add.reduceat(prod, self.starts))
+
+
 class PBitMachine:
     """Bit-exact model of the colour-sequential fixed-point p-bit array.
 
@@ -315,10 +332,11 @@ class PBitMachine:
         quad = int(np.rint(self.m @ (self.J @ self.m)))
         return -(quad // 2 + int(self.h @ self.m))
 
-    def _update(self, idx, beta_q: int) -> int:
+    def _update(self, idx, beta_q: int, rows=None) -> int:
         """One update cycle for p-bits ``idx``; returns the energy change."""
         fmt = self.fmt
-        F = self.fields(idx)
+        F = self.fields(idx) if rows is None else np.rint(rows @ self.m).astype(np.int64) \
+            + self.h[idx]
         self.rng[idx] = xorshift32(self.rng[idx])
         u = (self.rng[idx] >> np.uint32(32 - fmt.rand_bits)).astype(np.int64)
         t = fmt.threshold(beta_q, F)
@@ -335,17 +353,18 @@ class PBitMachine:
         """Run the (beta_q, sweeps) schedule; see the module docstring for the order."""
         C = int(self.colours.max()) + 1 if n_colours is None else n_colours
         classes = [np.flatnonzero((self.colours == c) & ~self.frozen) for c in range(C)]
+        rows = [_Rows(self.J[idx]) for idx in classes]      # gathered once, not every cycle
         res = RunResult()
         E = self.energy()
         best_E, best_m = E, self.m.copy()
         since_sample = 0
         for beta_q, sweeps in schedule:
             for _ in range(sweeps):
-                for idx in classes:
+                for idx, J_rows in zip(classes, rows):
                     res.update_cycles += 1
                     res.updates += len(idx)
                     if len(idx):
-                        E += self._update(idx, beta_q)
+                        E += self._update(idx, beta_q, J_rows)
                     if E < best_E:
                         best_E, best_m = E, self.m.copy()
                 if track_sweeps:
