@@ -353,3 +353,18 @@ def test_exact_example_is_exact_on_the_golden_model():
     model = g.CrossbarModel(p, 1)
     model.program(w)
     np.testing.assert_array_equal(model.estimate(model.mvm_batch(xs)), xs @ w)
+
+
+def test_bench_accuracy_sweep_and_plot(tmp_path):
+    from tilefab.gen.imc import bench
+
+    grid, floor = bench.accuracy_grid(seeds=1)
+    for levels in bench.ACC_LEVELS:
+        errs = [grid[(levels, b)] for b in bench.ACC_ADC_BITS]
+        assert errs[0] > 2 * errs[-1] and errs[-1] < 1.2 * floor[levels] + 0.01, levels
+    # More levels map the weights more finely: the floor falls.
+    floors = [floor[lv] for lv in bench.ACC_LEVELS]
+    assert all(a > b for a, b in zip(floors, floors[1:]))
+    png = tmp_path / "err.png"
+    bench.plot(grid, str(png))
+    assert png.stat().st_size > 1000

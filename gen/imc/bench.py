@@ -57,11 +57,13 @@ def throughput(p: g.CrossbarParams, n: int = 64, stall: float = 0.0, seed: int =
             "limit": macs / p.in_bits, "rtl_equals_golden": exact}
 
 
-def accuracy_grid(seeds: int) -> dict:
-    grid = {}
+def accuracy_grid(seeds: int) -> tuple[dict, dict]:
+    """Error per (levels, ADC bits), and per levels the floor that mapping weights
+    and inputs to integers leaves on its own (exact integer MVM)."""
+    grid, floor = {}, {}
     for levels in ACC_LEVELS:
         for bits in ACC_ADC_BITS:
-            errs = []
+            errs, floors = [], []
             for seed in range(seeds):
                 rng = np.random.default_rng(1000 * levels + seed)
                 col = ACC_ROWS * (levels - 1)
@@ -78,9 +80,12 @@ def accuracy_grid(seeds: int) -> dict:
                 model = g.CrossbarModel(p, seed)
                 model.program(w)
                 est = model.estimate(model.mvm_batch(xs)) * wu * xu
-                errs.append(g.error_vs_ideal(est, g.ideal_mvm(wf, xf))["rel_rms"])
+                ideal = g.ideal_mvm(wf, xf)
+                errs.append(g.error_vs_ideal(est, ideal)["rel_rms"])
+                floors.append(g.error_vs_ideal(xs @ w * wu * xu, ideal)["rel_rms"])
             grid[(levels, bits)] = float(np.mean(errs))
-    return grid
+            floor[levels] = float(np.mean(floors))
+    return grid, floor
 
 
 def plot(grid: dict, path: str):
@@ -151,12 +156,15 @@ def run_bench(args) -> int:
           f"programming sigma {ACC_PROG_SIGMA}, read sigma {ACC_READ_SIGMA} level, "
           f"{seeds} seeds x {ACC_VECTORS} vectors (golden model)")
     t0 = time.monotonic()
-    grid = accuracy_grid(seeds)
-    print(f"{'levels':>8s} " + " ".join(f"{b:>6d}b" for b in ACC_ADC_BITS))
+    grid, floor = accuracy_grid(seeds)
+    print(f"{'levels':>8s} " + " ".join(f"{b:>6d}b" for b in ACC_ADC_BITS)
+          + "   integer-MVM floor")
     for levels in ACC_LEVELS:
         print(f"{levels:8d} " + " ".join(f"{100 * grid[(levels, b)]:7.2f}"
-                                         for b in ACC_ADC_BITS))
+                                         for b in ACC_ADC_BITS)
+              + f"   {100 * floor[levels]:7.2f}")
     out["error_vs_adc_bits"] = {f"{lv}x{b}": e for (lv, b), e in grid.items()}
+    out["quantization_floor"] = floor
     plot(grid, args.png)
     print(f"({time.monotonic() - t0:.1f} s) wrote {args.png}")
 

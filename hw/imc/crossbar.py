@@ -34,6 +34,8 @@ results do not depend on backpressure.
 
 from __future__ import annotations
 
+import math
+
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -61,11 +63,21 @@ def magic_divider(divisor: int, n_max: int) -> tuple[int, int]:
         shift += 1
 
 
-def _tree_sum(terms):
-    # Balanced, so the adder depth is log2(rows) rather than rows.
+def _tree_sum(terms, m=None):
+    # Balanced, so the adder depth is log2(rows) rather than rows. With ``m``, every
+    # partial sum is a kept wire: yosys then maps each add to a carry chain instead
+    # of merging the whole tree into one multi-operand adder of LUT full adders.
     terms = list(terms)
+
+    def add(a, b):
+        if m is None:
+            return a + b
+        s = Signal(signed(max(len(a), len(b)) + 1), attrs={"keep": 1})
+        m.d.comb += s.eq(a + b)
+        return s
+
     while len(terms) > 1:
-        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        nxt = [add(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
         if len(terms) % 2:
             nxt.append(terms[-1])
         terms = nxt
@@ -228,7 +240,7 @@ class Crossbar(wiring.Component):
                          s1_last.eq(last_plane)]
         for s in range(S):
             for j in range(C):
-                total = _tree_sum(Mux(bits[i], cells[s][i * C + j], 0) for i in range(R))
+                total = _tree_sum((Mux(bits[i], cells[s][i * C + j], 0) for i in range(R)), m)
                 if self._read_gain:
                     gen = GaussianNoise(index=2 * S + s * C + j, gain=self._read_gain)
                     m.submodules[f"read_noise_s{s}_c{j}"] = gen
@@ -249,15 +261,19 @@ class Crossbar(wiring.Component):
             lo, hi = self._adc_lo, self._adc_hi
             d = hi - lo
             top = (1 << self._adc_bits) - 1
-            # code = floor((2 u top + d) / 2d) for u = clip(a) - lo in [0, d].
-            mult, shift = magic_divider(2 * d, 2 * d * top + d)
+            # code = floor((2 u top + d) / 2d) for u = clip(a) - lo in [0, d]. The common
+            # factor of 2 top and d divides out: a nice range ([-96, 96] levels, 8 bits)
+            # then needs a 7-bit constant and a shift instead of a 28-bit multiplier.
+            common = math.gcd(2 * top, d)
+            num_a, num_b, den = 2 * top // common, d // common, 2 * d // common
+            mult, shift = magic_divider(den, num_a * d + num_b)
         for s in range(S):
             for j in range(C):
                 a = s1_col[s][j]
                 if self._adc_bits:
                     u = Signal(range(d + 1), name=f"adc_u_s{s}_c{j}")
                     m.d.comb += u.eq(Mux(a < lo, 0, Mux(a > hi, d, a - lo)))
-                    code = (u * (2 * top * mult) + d * mult) >> shift
+                    code = (u * (num_a * mult) + num_b * mult) >> shift
                 else:
                     code = a
                 with m.If(adv):
