@@ -132,13 +132,22 @@ def bench(args) -> int:
            f"{'sim s':>6s} | {'peer cut':>8s} {'ratio':>6s} {'peer s':>7s}")
     print(hdr)
     print("-" * len(hdr))
-    traces = {}
+    traces, checks = {}, []
     for name in names:
         gr = graph.read_rudy(gdir / f"{name}.txt")
         backend = "rtl" if name in rtl else "golden"
         runs = [maxcut.run(gr, S, backend=backend, seed=1 + r, trace_points=50)
                 for r in range(reads)]
         best = max(runs, key=lambda r: r.best_cut)
+        if backend == "rtl":
+            # The RTL must reproduce the bit-exact model's anneal exactly.
+            for r, run in enumerate(runs):
+                gold = maxcut.run(gr, S, backend="golden", seed=1 + r, trace_points=50)
+                same = (gold.cut, gold.best_cut, gold.trace) == (run.cut, run.best_cut,
+                                                                 run.trace)
+                checks.append(f"{name} read {r}: RTL {'matches' if same else 'DIFFERS FROM'} "
+                              f"the golden model (cut {run.cut}, best {run.best_cut}, "
+                              f"{len(run.trace)} trace points)")
         traces[name] = best.trace
         cycles = sum(r.cycles for r in runs)
         hw = f"{cycles / (fmax * 1e6) * 1e3:7.2f}ms" if fmax else "      n/a"
@@ -152,6 +161,8 @@ def bench(args) -> int:
               f"{best.flips_per_cycle:9.2f} {best.flips_limit:6.1f} {best.best_cut:6d} "
               f"{bk or '-':>10} {ratio} {hw} {sum(r.seconds for r in runs):6.1f} | "
               f"{pc:>8s} {pr:>6s} {ps:>7s}")
+    for line in checks:
+        print(line)
     print("run on: RTL = Verilator model of PBitArray (cycle counts from its counters); "
           "golden = bit-exact numpy model of the same array (cycles = 1 + sweeps x colours)")
     if args.png:
