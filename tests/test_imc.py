@@ -240,8 +240,8 @@ def test_crossbar_rejects_bad_parameters(kw, name):
 
 
 def _verilog(p):
-    from tilefab.gen.emit import to_verilog
-    return to_verilog(Crossbar(**p.hw_kwargs()), "crossbar")
+    from tilefab.gen.imc.host import verilog_for
+    return verilog_for(p)
 
 
 def test_verilog_passes_verilator_lint(tmp_path):

@@ -104,9 +104,13 @@ async def host_sessions(dut):
 
 
 def verilog_for(p, name: str = "crossbar") -> str:
+    from tilefab.gen import toolchain
     from tilefab.gen.emit import to_verilog
     from tilefab.hw.imc import Crossbar
 
+    # Amaranth converts with $YOSYS when set, which toolchain.apply() sets; apply it
+    # first so the text (and so the build cache key) is the same in every process.
+    toolchain.apply()
     return to_verilog(Crossbar(**p.hw_kwargs()), name)
 
 
