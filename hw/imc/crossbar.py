@@ -18,7 +18,8 @@ Ports (``amaranth.lib.stream``):
   ``prog`` (in, signed weight): programs one cell per transfer, ``rows * cols``
   transfers in row-major order; the array is a shift chain, so the last
   ``rows * cols`` words written define it. Accepted only while no input vector
-  is being applied. Weights beyond ``+-(levels**slices - 1)`` are undefined.
+  is being applied; a vector accepted in the same cycle as a word sees the array
+  after that word. Weights beyond ``+-(levels**slices - 1)`` are undefined.
   ``x`` (in, fields ``r0 .. r{rows-1}``, signed ``in_bits``): one input vector;
   row ``i`` occupies payload bits ``[i * in_bits, (i + 1) * in_bits)``.
   ``y`` (out, fields ``c0 .. c{cols-1}``, signed, equal widths): one result
