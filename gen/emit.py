@@ -7,9 +7,21 @@ import warnings
 
 def to_verilog(component, name: str) -> str:
     """Convert an Amaranth component to Verilog text, byte-identical run to run."""
+    import os
+
     from amaranth.back import verilog
 
-    with warnings.catch_warnings():
-        # Unused-elaboratable warnings from throwaway sub-objects are not errors here.
-        warnings.simplefilter("ignore", category=UserWarning)
-        return verilog.convert(component, name=name, emit_src=False)
+    # Amaranth prefers a system yosys (e.g. $YOSYS, which the toolchain sets for
+    # synthesis) over its built-in one; pin the built-in one so the text never
+    # depends on the environment.
+    saved = os.environ.get("AMARANTH_USE_YOSYS")
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            return verilog.convert(component, name=name, emit_src=False)
+    finally:
+        if saved is None:
+            del os.environ["AMARANTH_USE_YOSYS"]
+        else:
+            os.environ["AMARANTH_USE_YOSYS"] = saved
