@@ -83,9 +83,11 @@ class CrossbarTB:
         assert not errors, errors
 
 
-@cocotb.test()
-async def host_sessions(dut):
-    """Run the sessions in the parameters and write ``outputs.json``; no checking."""
+async def run_sessions(dut, check=None):
+    """Run the sessions in the parameters and write ``outputs.json``.
+
+    ``check(p, n, session, outputs)``, if given, is called after each session.
+    """
     from tilefab.golden.imc import CrossbarParams
     from tilefab.verif.params import params
 
@@ -95,22 +97,26 @@ async def host_sessions(dut):
                        cfg.get("stim_seed", 1))
     await bench.start()
     record = []
-    for sess in cfg["sessions"]:
+    for n, sess in enumerate(cfg["sessions"]):
         got, cycles = await bench.session(sess["noise_seed"], sess["weights"], sess["inputs"])
+        if check is not None:
+            check(p, n, sess, got)
         record.append({"outputs": got, "cycles": cycles})
     bench.finish()
     with open("outputs.json", "w") as fh:
         json.dump(record, fh)
 
 
+@cocotb.test()
+async def host_sessions(dut):
+    """Run the sessions in the parameters and write ``outputs.json``; no checking."""
+    await run_sessions(dut)
+
+
 def verilog_for(p, name: str = "crossbar") -> str:
-    from tilefab.gen import toolchain
     from tilefab.gen.emit import to_verilog
     from tilefab.hw.imc import Crossbar
 
-    # Amaranth converts with $YOSYS when set, which toolchain.apply() sets; apply it
-    # first so the text (and so the build cache key) is the same in every process.
-    toolchain.apply()
     return to_verilog(Crossbar(**p.hw_kwargs()), name)
 
 

@@ -45,8 +45,8 @@ async def session(dut, words, *, n_results: int, index_bits: int, in_stall: floa
     return records, clk.cycle
 
 
-@cocotb.test()
-async def pbit_host(dut):
+async def run_job(dut):
+    """Run the job named in the parameters and write its records; returns (job, records)."""
     p = params()
     job = json.loads(open(p["job"]).read())
     records, cycles = await session(
@@ -55,3 +55,9 @@ async def pbit_host(dut):
         timeout=job["timeout"])
     with open(p["result"], "w") as fh:
         json.dump({"records": records, "sim_cycles": cycles}, fh)
+    return job, records
+
+
+@cocotb.test()
+async def pbit_host(dut):
+    await run_job(dut)

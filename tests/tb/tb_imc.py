@@ -8,36 +8,24 @@ session; outputs and transfer cycles go to ``outputs.json`` for the caller's
 statistics.
 """
 
-import json
-
 import cocotb
 import numpy as np
 
-from tilefab.gen.imc.host import CrossbarTB
-from tilefab.golden.imc import CrossbarModel, CrossbarParams
-from tilefab.verif.params import params
+from tilefab.gen.imc.host import run_sessions
+from tilefab.golden.imc import CrossbarModel
+
+
+def _check(p, n, sess, got):
+    weights = np.array(sess["weights"], dtype=np.int64)
+    inputs = np.array(sess["inputs"], dtype=np.int64).reshape(-1, p.rows)
+    model = CrossbarModel(p, sess["noise_seed"])
+    model.program(weights)
+    for k, x in enumerate(inputs):
+        want = model.mvm(x).tolist()
+        assert got[k] == want, (f"session {n} vector {k}: RTL {got[k]} != golden {want} "
+                                f"(x = {x.tolist()})")
 
 
 @cocotb.test()
 async def crossbar_matches_golden(dut):
-    cfg = params()
-    p = CrossbarParams(**cfg["crossbar"])
-    bench = CrossbarTB(dut, p, cfg.get("stall_in", 0.0), cfg.get("stall_out", 0.0),
-                       cfg.get("stim_seed", 1))
-    await bench.start()
-    record = []
-    for n, sess in enumerate(cfg["sessions"]):
-        weights = np.array(sess["weights"], dtype=np.int64)
-        inputs = np.array(sess["inputs"], dtype=np.int64).reshape(-1, p.rows)
-        got, cycles = await bench.session(sess["noise_seed"], weights.tolist(),
-                                          inputs.tolist())
-        model = CrossbarModel(p, sess["noise_seed"])
-        model.program(weights)
-        for k, x in enumerate(inputs):
-            want = model.mvm(x).tolist()
-            assert got[k] == want, (f"session {n} vector {k}: RTL {got[k]} != golden {want} "
-                                    f"(x = {x.tolist()})")
-        record.append({"outputs": got, "cycles": cycles})
-    bench.finish()
-    with open("outputs.json", "w") as fh:
-        json.dump(record, fh)
+    await run_sessions(dut, check=_check)

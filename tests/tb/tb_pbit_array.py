@@ -6,24 +6,15 @@ names it in the runner parameters; this module drives the words through
 records it received are written back for the statistical checks done in pytest.
 """
 
-import json
 
 import cocotb
 
-from tilefab.gen.pbit.pbit_host import KIND_COUNT, session
-from tilefab.verif.params import params
+from tilefab.gen.pbit.pbit_host import KIND_COUNT, run_job
 
 
 @cocotb.test()
 async def pbit_records_match_golden(dut):
-    p = params()
-    job = json.loads(open(p["job"]).read())
-    records, cycles = await session(
-        dut, job["words"], n_results=job["n_results"], index_bits=job["index_bits"],
-        in_stall=job["in_stall"], out_stall=job["out_stall"], seed=job["seed"],
-        timeout=job["timeout"])
-    with open(p["result"], "w") as fh:
-        json.dump({"records": records, "sim_cycles": cycles}, fh)
+    job, records = await run_job(dut)
     expected = job.get("expected")
     if expected is None:
         return
