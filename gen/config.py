@@ -33,7 +33,23 @@ TILE_PARAMS = {
         "depth": {"type": "integer", "minimum": 1, "maximum": 65532, "default": 256,
                   "description": "words of scratchpad"},
     },
+    "gemm": {
+        "lanes": {"type": "integer", "minimum": 1, "maximum": 32, "default": 8,
+                  "description": "signed integer MACs per cycle"},
+        "op_bits": {"type": "integer", "minimum": 4, "maximum": 16, "default": 8,
+                    "description": "operand width (two's complement)"},
+        "max_k": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 1024,
+                  "description": "largest K the accumulators are sized for"},
+        "a_words": {"type": "integer", "minimum": 16, "maximum": 65536, "default": 512,
+                    "description": "A scratchpad depth in packet-data words"},
+        "b_words": {"type": "integer", "minimum": 16, "maximum": 65536, "default": 512,
+                    "description": "B scratchpad depth in packet-data words"},
+        "jobs": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
+                 "description": "EXEC descriptor queue depth"},
+    },
 }
+
+PACKET_FIELDS = ("data_bits", "addr_bits", "coord_bits")
 
 _int = lambda lo, hi, **kw: {"type": "integer", "minimum": lo, "maximum": hi, **kw}  # noqa: E731
 
@@ -202,14 +218,37 @@ def resolve(raw) -> dict:
 
     limit = (1 << pkt["addr_bits"]) - 4
     for (x, y), t in grid.items():
+        where = f"tiles.at[{seen[(x, y)]}]" if (x, y) in seen else "tiles.default"
         if t["kind"] == "memory" and t["depth"] > limit:
-            where = f"tiles.at[{seen[(x, y)]}]" if (x, y) in seen else "tiles.default"
             raise ConfigError(f"{where}.depth",
                               f"{t['depth']} is not allowed, must be 1..{limit} with "
                               f"packet.addr_bits {pkt['addr_bits']}")
+        if t["kind"] == "gemm":
+            _check_gemm(t, pkt, where)
     cfg["tile_map"] = [{"x": x, "y": y, **grid[(x, y)]}
                        for y in range(rows) for x in range(cols)]
     return cfg
+
+
+def _check_gemm(tile: dict, pkt: dict, where: str):
+    """Rules spanning a GEMM tile's parameters and the packet widths, as the tile states them."""
+    from ..hw.noc.packet import packet_layout
+    from ..hw.tiles.gemm import GemmTile
+
+    params = {k: v for k, v in tile.items() if k != "kind"}
+    layout = packet_layout(coord_bits=pkt["coord_bits"], addr_bits=pkt["addr_bits"],
+                           data_bits=pkt["data_bits"])
+    try:
+        GemmTile(layout=layout, x=0, y=0, **params)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        context = ", ".join(f"{k} {v}" for k, v in params.items())
+        if field in PACKET_FIELDS:
+            raise ConfigError(f"packet.{field}", f"{message} (gemm tile at {where}: "
+                                                 f"{context})") from None
+        raise ConfigError(f"{where}.{field}", f"{message} (packet.data_bits "
+                                              f"{pkt['data_bits']}, addr_bits "
+                                              f"{pkt['addr_bits']})") from None
 
 
 def load(path) -> dict:
@@ -229,10 +268,21 @@ def load(path) -> dict:
         raise ConfigError("", f"{path}: {exc}") from None
 
 
+def hw_source_hash() -> str:
+    """A hash of the Amaranth sources, so an edited block never reuses stale RTL."""
+    from .. import hw
+
+    root = Path(hw.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def config_hash(cfg: dict, top: str = "fabric") -> str:
     """A content hash of everything that determines the generated RTL."""
     from . import toolchain
 
     blob = json.dumps({"config": cfg, "top": top, "tilefab": __version__,
-                       "tools": toolchain.versions()}, sort_keys=True)
+                       "hw": hw_source_hash(), "tools": toolchain.versions()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

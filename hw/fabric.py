@@ -13,10 +13,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .noc.mesh import Mesh
+from .tiles.gemm import GemmTile
 from .tiles.memory import MemoryTile
 
 TILE_KINDS = {
     "memory": MemoryTile,
+    "gemm": GemmTile,
 }
 
 
