@@ -1,0 +1,1 @@
+"""GEMM workloads: the compiler that tiles C = A·B over GEMM PE tiles."""
