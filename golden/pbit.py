@@ -26,6 +26,16 @@ sweep is n_colours cycles); frozen p-bits (clamped) never update. A run is a lis
 (beta_q, sweeps) entries. Energy is tracked incrementally (exact integers in units of
 2^-w_frac) and the best energy/state is kept after every update cycle, keeping the
 first state that reaches a new strict minimum.
+
+Timing. The fully parallel array (``PBitArray``) spends one cycle per colour class and
+one cycle on the energy at the start of a run. The lane array (``PBitLanes``, model:
+``PBitMachine(..., lanes=P)``) makes the same decisions in the same order (p-bits of one
+colour share no edge, so the order within a class is immaterial) but reads one edge
+per lane per cycle: p-bit i sits in lane i mod P and costs e_i = max(1, nonzero J_ij)
+edge cycles; a class costs max_l sum of e_i over its unclamped p-bits in lane l, plus
+``LANE_PASS_OVERHEAD`` cycles (end detection, pipeline drain, energy/best update), and
+a run starts with an energy pass over all p-bits (max_l sum of e_i in lane l + the same
+overhead).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MASK32 = np.uint32(0xFFFFFFFF)
+LANE_PASS_OVERHEAD = 6
 
 
 # -- PRNG -------------------------------------------------------------------------------
@@ -268,11 +279,12 @@ class RunResult:
     update_cycles: int = 0
     updates: int = 0
     sweep_energy: list = field(default_factory=list)  # energy after every sweep
+    energy_cycles: int = 1                            # the energy pass at the start
 
     @property
     def cycles(self) -> int:
-        """Run cycles without output stalls: one energy cycle plus the update cycles."""
-        return 1 + self.update_cycles
+        """Run cycles without output stalls: the energy pass plus the update cycles."""
+        return self.energy_cycles + self.update_cycles
 
 
 class _Rows:
@@ -299,10 +311,13 @@ class PBitMachine:
     with ``@`` and row slicing; ``h_q`` integers; ``colours`` one colour per p-bit;
     ``frozen`` marks clamped p-bits; ``state`` the initial spins; ``seeds`` one
     non-zero 32-bit seed per p-bit. The machine keeps its state and PRNG states between
-    runs, as the hardware does.
+    runs, as the hardware does. ``lanes`` selects the cycle model of ``PBitLanes`` with
+    that many lanes (None: the fully parallel ``PBitArray``); the spins do not depend
+    on it.
     """
 
-    def __init__(self, fmt: PBitFormat, J_q, h_q, colours, seeds, state=None, frozen=None):
+    def __init__(self, fmt: PBitFormat, J_q, h_q, colours, seeds, state=None, frozen=None,
+                 lanes: int | None = None):
         self.fmt = fmt
         self.J = np.asarray(J_q, dtype=np.float64)   # exact: |values| << 2^53
         self.h = np.asarray(h_q, dtype=np.int64)
@@ -322,6 +337,23 @@ class PBitMachine:
         self.m = np.ones(n, dtype=np.int64) if state is None \
             else np.asarray(state, dtype=np.int64).copy()
         self._lut = fmt.lut()
+        if lanes is not None and (not isinstance(lanes, int) or lanes < 1):
+            raise ValueError(f"lanes must be a positive integer or None, not {lanes!r}")
+        self.lanes = lanes
+
+    def lane_costs(self, classes) -> tuple[int, list[int]]:
+        """(energy-pass cycles, cycles per class) of the lane array for ``classes``."""
+        if self.lanes is None:
+            return 1, [1] * len(classes)
+        P = self.lanes
+        entries = np.maximum(1, (self.J != 0).sum(axis=1))
+        lane = np.arange(self.n) % P
+
+        def pass_cost(idx):
+            return int(np.bincount(lane[idx], weights=entries[idx], minlength=P).max()) \
+                + LANE_PASS_OVERHEAD
+
+        return pass_cost(np.arange(self.n)), [pass_cost(idx) for idx in classes]
 
     def fields(self, idx=None) -> np.ndarray:
         J = self.J if idx is None else self.J[idx]
@@ -355,13 +387,14 @@ class PBitMachine:
         classes = [np.flatnonzero((self.colours == c) & ~self.frozen) for c in range(C)]
         rows = [_Rows(self.J[idx]) for idx in classes]      # gathered once, not every cycle
         res = RunResult()
+        res.energy_cycles, costs = self.lane_costs(classes)
         E = self.energy()
         best_E, best_m = E, self.m.copy()
         since_sample = 0
         for beta_q, sweeps in schedule:
             for _ in range(sweeps):
-                for idx, J_rows in zip(classes, rows):
-                    res.update_cycles += 1
+                for idx, J_rows, cost in zip(classes, rows, costs):
+                    res.update_cycles += cost
                     res.updates += len(idx)
                     if len(idx):
                         E += self._update(idx, beta_q, J_rows)

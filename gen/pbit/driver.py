@@ -18,6 +18,7 @@ import numpy as np
 
 from ...golden.pbit import PBitFormat, PBitMachine
 from ...hw.pbit.array import Kind, Op, PBitArray
+from ...hw.pbit.lanes import LaneOp
 from ..errors import ConfigError
 
 
@@ -84,14 +85,17 @@ def check_program(cfg: dict, neighbours, prog: Program):
     lo, hi = fmt.h_range()
     if h.min() < lo or h.max() > hi:
         raise ConfigError("h", f"values must lie in [{lo}, {hi}] (h_bits={fmt.h_bits})")
-    wired = np.zeros((n, n), bool)
-    for i, row in enumerate(neighbours):
-        wired[i, list(row)] = True
-    bad = np.argwhere((J != 0) & ~wired)
-    if len(bad):
-        i, j = bad[0]
-        raise ConfigError("J", f"J[{i}][{j}] is non-zero but p-bits {i} and {j} are not "
-                               f"neighbours in this array (max_degree={cfg['max_degree']})")
+    if cfg.get("arch") == "lanes":
+        _check_lane_capacity(cfg, J)
+    else:
+        wired = np.zeros((n, n), bool)
+        for i, row in enumerate(neighbours):
+            wired[i, list(row)] = True
+        bad = np.argwhere((J != 0) & ~wired)
+        if len(bad):
+            i, j = bad[0]
+            raise ConfigError("J", f"J[{i}][{j}] is non-zero but p-bits {i} and {j} are not "
+                                   f"neighbours in this array (max_degree={cfg['max_degree']})")
     colours = np.asarray(prog.colours)
     if colours.shape != (n,) or colours.min() < 0 or colours.max() >= cfg["n_colours"]:
         raise ConfigError("colours", f"one colour per p-bit in [0, {cfg['n_colours'] - 1}] "
@@ -104,10 +108,62 @@ def check_program(cfg: dict, neighbours, prog: Program):
                                      f"in the same cycle")
 
 
+def lane_entries(J) -> np.ndarray:
+    """Edge entries per p-bit in a lane array: its non-zero couplings, at least one."""
+    return np.maximum(1, (np.asarray(J) != 0).sum(axis=1))
+
+
+def _check_lane_capacity(cfg: dict, J):
+    deg = (J != 0).sum(axis=1)
+    if deg.max(initial=0) > cfg["max_degree"]:
+        i = int(np.argmax(deg))
+        raise ConfigError("J", f"p-bit {i} has {deg[i]} couplings, above the array's "
+                               f"max_degree={cfg['max_degree']}")
+    P = cfg["lanes"]
+    per_lane = np.bincount(np.arange(cfg["n"]) % P, weights=lane_entries(J), minlength=P)
+    if per_lane.max() > cfg["edge_depth"]:
+        raise ConfigError("J", f"lane {int(np.argmax(per_lane))} needs {int(per_lane.max())} "
+                               f"edge entries, above the array's edge_depth="
+                               f"{cfg['edge_depth']}; generate more lanes or a deeper "
+                               f"edge memory")
+
+
+def _lane_program_words(cfg: dict, op: Program) -> list[int]:
+    """Edge memories, node tables and counts of every lane (see ``PBitLanes``)."""
+    n, P = cfg["n"], cfg["lanes"]
+    J, h = np.asarray(op.J), np.asarray(op.h)
+    clamp = np.zeros(n, bool) if op.clamp is None else np.asarray(op.clamp, bool)
+    nb, wb, hb = cfg["nbr_bits"], cfg["w_bits"], cfg["h_bits"]
+    sb, cb = cfg["node_slot_bits"], cfg["colour_bits"]
+    words = []
+    for lane in range(P):
+        mine = [i for i in range(lane, n, P)]
+        mine.sort(key=lambda i: (bool(clamp[i]), int(op.colours[i]), i))
+        addr = 0
+        for k, i in enumerate(mine):
+            nz = [int(j) for j in np.flatnonzero(J[i])] or [i]
+            for t, j in enumerate(nz):
+                data = (j | ((int(J[i, j]) & ((1 << wb) - 1)) << nb)
+                        | (int(t == len(nz) - 1) << (nb + wb)))
+                words.append(_word(cfg, LaneOp.EDGE, addr, lane, data))
+                addr += 1
+            data = (i // P | ((int(h[i]) & ((1 << hb) - 1)) << sb)
+                    | (int(op.colours[i]) << (sb + hb)) | (int(clamp[i]) << (sb + hb + cb)))
+            words.append(_word(cfg, LaneOp.NODE, k, lane, data))
+        words.append(_word(cfg, LaneOp.COUNT, 0, lane, len(mine)))
+    return words
+
+
 def encode(cfg: dict, neighbours, ops) -> list[int]:
     words = []
     for op in ops:
-        if isinstance(op, Program):
+        if isinstance(op, Program) and cfg.get("arch") == "lanes":
+            check_program(cfg, neighbours, op)
+            words += _lane_program_words(cfg, op)
+            if op.state is not None:
+                words += [_word(cfg, Op.STATE, i, 0, int(op.state[i] > 0))
+                          for i in range(cfg["n"])]
+        elif isinstance(op, Program):
             check_program(cfg, neighbours, op)
             J, h = np.asarray(op.J), np.asarray(op.h)
             clamp = np.zeros(cfg["n"], bool) if op.clamp is None else np.asarray(op.clamp, bool)
@@ -230,7 +286,7 @@ def golden_records(cfg: dict, seeds, ops) -> list[int]:
                 state = np.asarray(op.state, dtype=np.int64)
             rng = machine.rng if machine is not None else seeds
             machine = PBitMachine(fmt, op.J, op.h, op.colours, rng, state=state,
-                                  frozen=op.clamp)
+                                  frozen=op.clamp, lanes=cfg.get("lanes"))
         elif isinstance(op, Run):
             res = machine.run(op.schedule, op.n_colours, op.sample_every)
             state = machine.m

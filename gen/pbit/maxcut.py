@@ -1,8 +1,12 @@
 """Max-Cut on a p-bit array: J = -W, h = 0, annealed with a geometric beta ramp.
 
-The array is generated with the graph as its topology (one J register per edge end),
-so every G-set graph fits the sparse variant; ``backend="golden"`` runs the bit-exact
-model instead of Verilator (same spins, same cut) for graphs too large to simulate.
+Two architectures (``arch``): ``parallel`` generates a ``PBitArray`` with the graph
+as its topology (one J register and adder-tree input per edge end, one colour class
+per cycle); ``lanes`` generates a ``PBitLanes`` whose J lives in per-lane block RAM,
+read one edge per lane per cycle, for graphs whose degree would make adder trees
+huge and slow. ``auto`` picks ``lanes`` above degree ``PARALLEL_MAX_DEGREE``.
+``backend="golden"`` runs the bit-exact model of the chosen architecture instead of
+Verilator (same spins, same cut, same cycle count).
 With E = -(1/2 m^T J m) and J = -W, cut = (sum of edge weights - E) / 2.
 """
 
@@ -15,6 +19,7 @@ import numpy as np
 
 from ...golden.pbit import PBitFormat, PBitMachine, pbit_seeds
 from ...hw.pbit.array import PBitArray
+from ...hw.pbit.lanes import PBitLanes
 from ..errors import ConfigError
 from . import driver, graph, quant
 from .factor import anneal_schedule
@@ -22,6 +27,9 @@ from .factor import anneal_schedule
 FORMAT = PBitFormat(w_bits=4, w_frac=0, h_bits=2, beta_bits=8, beta_frac=6,
                     lut_size=64, lut_step_frac=3, rand_bits=16)
 BETA0, BETA1 = 0.1, 3.0
+PARALLEL_MAX_DEGREE = 16
+LANES = 16
+ARCHS = ("auto", "parallel", "lanes")
 
 
 @dataclass
@@ -37,15 +45,14 @@ class MaxCutResult:
     seconds: float
     backend: str
     quant_report: str
+    arch: str = "parallel"
+    flips_limit: float = 0.0     # the architecture's bound on decisions per cycle
+    limit_text: str = ""         # what that bound is
     trace: list = field(default_factory=list)      # (sweep, cut) along the anneal
 
     @property
     def flips_per_cycle(self) -> float:
         return self.updates / self.cycles
-
-    @property
-    def flips_limit(self) -> float:
-        return self.n / self.colours
 
 
 def setup(gr: graph.Graph, n_colours: int | None = None):
@@ -56,16 +63,49 @@ def setup(gr: graph.Graph, n_colours: int | None = None):
     return q, colours
 
 
+def choose_arch(gr: graph.Graph, arch: str) -> str:
+    if arch not in ARCHS:
+        raise ConfigError("--arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if arch == "auto":
+        return "lanes" if int(gr.degrees().max()) > PARALLEL_MAX_DEGREE else "parallel"
+    return arch
+
+
+def _fmt_kwargs():
+    return {k: getattr(FORMAT, k) for k in FORMAT.__dataclass_fields__}
+
+
 def maxcut_array(gr: graph.Graph, n_colours: int, seed: int = 1) -> PBitArray:
     return PBitArray(neighbours=gr.neighbours(), max_degree=max(1, int(gr.degrees().max())),
                      n_colours=n_colours, seeds=pbit_seeds(seed, gr.n), word_bits=32,
-                     **{k: getattr(FORMAT, k) for k in FORMAT.__dataclass_fields__})
+                     **_fmt_kwargs())
+
+
+def lane_array(gr: graph.Graph, n_colours: int, seed: int = 1, lanes: int = LANES
+               ) -> PBitLanes:
+    """A lane array just deep enough for ``gr`` (edge memory rounded up to 2^k)."""
+    entries = driver.lane_entries(gr.W())
+    per_lane = int(np.bincount(np.arange(gr.n) % lanes, weights=entries,
+                               minlength=lanes).max())
+    return PBitLanes(n=gr.n, lanes=lanes, edge_depth=1 << (per_lane - 1).bit_length(),
+                     max_degree=max(1, int(gr.degrees().max())), n_colours=n_colours,
+                     seeds=pbit_seeds(seed, gr.n), word_bits=32, **_fmt_kwargs())
+
+
+def flips_limit(gr: graph.Graph, arch: str, colours: int, lanes: int = LANES
+                ) -> tuple[float, str]:
+    """The architecture's ceiling on update decisions per cycle, and its name."""
+    if arch == "parallel":
+        return gr.n / colours, "n/colours"
+    edges = int(driver.lane_entries(gr.W()).sum())
+    return lanes * gr.n / edges, f"lanes*n/edge entries ({lanes} edges/cycle)"
 
 
 def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
-        trace_points: int = 0) -> MaxCutResult:
+        trace_points: int = 0, arch: str = "auto", lanes: int = LANES) -> MaxCutResult:
     if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
         raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got {sweeps}")
+    arch = choose_arch(gr, arch)
     q, colours = setup(gr)
     k = int(colours.max()) + 1
     schedule = anneal_schedule(FORMAT, sweeps, BETA0, BETA1)
@@ -75,14 +115,16 @@ def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
     prog = driver.Program(q.J, q.h, colours, state=state)
     t0 = time.perf_counter()
     if backend == "rtl":
-        array = maxcut_array(gr, k, seed)
+        array = maxcut_array(gr, k, seed) if arch == "parallel" else \
+            lane_array(gr, k, seed, lanes)
         results, _ = driver.run_rtl(array, [prog, driver.Run(schedule, k, every)],
-                                    name=f"pbit_maxcut_{gr.name or gr.n}".lower())
+                                    name=f"pbit_{arch}_{gr.name or gr.n}".lower())
         r = results[0]
         samples, cycles = r.samples, r.cycles
         final, best = r.state, r.best_state
     elif backend == "golden":
-        m = PBitMachine(FORMAT, q.J, q.h, colours, pbit_seeds(seed, gr.n), state=state)
+        m = PBitMachine(FORMAT, q.J, q.h, colours, pbit_seeds(seed, gr.n), state=state,
+                        lanes=lanes if arch == "lanes" else None)
         r = m.run(schedule, k, every)
         samples, cycles = r.samples, r.cycles
         final, best = r.state, r.best_state
@@ -90,5 +132,7 @@ def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
         raise ConfigError("--backend", f"must be 'rtl' or 'golden', got {backend!r}")
     seconds = time.perf_counter() - t0
     trace = [((i + 1) * every, (total_w - e) // 2) for i, (_, e) in enumerate(samples)]
+    limit, limit_text = flips_limit(gr, arch, k, lanes)
     return MaxCutResult(gr.name, gr.n, k, sweeps, gr.cut(final), gr.cut(best),
-                        sweeps * gr.n, cycles, seconds, backend, q.report(), trace)
+                        sweeps * gr.n, cycles, seconds, backend, q.report(), arch, limit,
+                        limit_text, trace)

@@ -102,6 +102,56 @@ def tanh_table(*, lut_size: int, lut_step_frac: int, rand_bits: int) -> list[int
             for k in range(lut_size)]
 
 
+class RecordUnit:
+    """Snapshot registers and the ``out`` record sequencer (see the module docstring).
+
+    ``take(spins, energy, final)`` returns the statements that latch a sample (and, when
+    ``final``, the best state, best energy and the two counts after it); ``busy`` stays
+    high until its last record has been accepted.
+    """
+
+    def __init__(self, m, out, *, n, word_bits, energy_bits, best_spin, best_energy,
+                 cycles, update_cycles):
+        W = word_bits
+        nch = -(-n // W)
+        self.snap = snap = Signal(nch * W)
+        self.snap_energy = snap_energy = Signal(signed(energy_bits))
+        self.busy = busy = Signal()
+        self.final = final = Signal()
+        self.phase = phase = Signal(_bits(2 * nch + 4))
+        best_pad = Signal(nch * W)
+        m.d.comb += best_pad.eq(best_spin)
+
+        o = out.payload
+        m.d.comb += out.valid.eq(busy)
+        with m.If(phase < nch):
+            m.d.comb += [o.kind.eq(Kind.SAMPLE), o.index.eq(phase),
+                         o.data.eq(snap.word_select(phase, W))]
+        with m.Elif(phase == nch):
+            m.d.comb += [o.kind.eq(Kind.ENERGY), o.index.eq(0), o.data.eq(snap_energy)]
+        with m.Elif(phase < 2 * nch + 1):
+            best_chunk = Signal.like(phase)
+            m.d.comb += best_chunk.eq(phase - (nch + 1))
+            m.d.comb += [o.kind.eq(Kind.BEST), o.index.eq(best_chunk),
+                         o.data.eq(best_pad.word_select(best_chunk, W))]
+        with m.Elif(phase == 2 * nch + 1):
+            m.d.comb += [o.kind.eq(Kind.ENERGY), o.index.eq(1), o.data.eq(best_energy)]
+        with m.Elif(phase == 2 * nch + 2):
+            m.d.comb += [o.kind.eq(Kind.COUNT), o.index.eq(0), o.data.eq(cycles)]
+        with m.Else():
+            m.d.comb += [o.kind.eq(Kind.COUNT), o.index.eq(1), o.data.eq(update_cycles)]
+        last_phase = Mux(final, 2 * nch + 3, nch)
+        with m.If(out.valid & out.ready):
+            with m.If(phase == last_phase):
+                m.d.sync += [busy.eq(0), phase.eq(0)]
+            with m.Else():
+                m.d.sync += phase.eq(phase + 1)
+
+    def take(self, spins, energy, final):
+        return [self.snap.eq(spins), self.snap_energy.eq(energy), self.busy.eq(1),
+                self.final.eq(final), self.phase.eq(0)]
+
+
 class PBitArray(wiring.Component):
     """N p-bits with neighbour-list J, colour-sequential updates; see module docstring."""
 
@@ -332,42 +382,9 @@ class PBitArray(wiring.Component):
         m.d.comb += energy_init.eq(-(total >> 1))     # the sum is even for symmetric J
 
         # -- snapshot and output records ---------------------------------------------
-        snap = Signal(nch * W)
-        snap_energy = Signal(signed(eb))
-        snap_busy = Signal()
-        snap_final = Signal()
-        phase = Signal(_bits(2 * nch + 4))
-        best_pad = Signal(nch * W)
-        m.d.comb += best_pad.eq(best_spin)
-
-        def take_snapshot(spins, e, final):
-            return [snap.eq(spins), snap_energy.eq(e), snap_busy.eq(1), snap_final.eq(final),
-                    phase.eq(0)]
-
-        o = self.out.payload
-        m.d.comb += self.out.valid.eq(snap_busy)
-        with m.If(phase < nch):
-            m.d.comb += [o.kind.eq(Kind.SAMPLE), o.index.eq(phase),
-                         o.data.eq(snap.word_select(phase, W))]
-        with m.Elif(phase == nch):
-            m.d.comb += [o.kind.eq(Kind.ENERGY), o.index.eq(0), o.data.eq(snap_energy)]
-        with m.Elif(phase < 2 * nch + 1):
-            best_chunk = Signal.like(phase)
-            m.d.comb += best_chunk.eq(phase - (nch + 1))
-            m.d.comb += [o.kind.eq(Kind.BEST), o.index.eq(best_chunk),
-                         o.data.eq(best_pad.word_select(best_chunk, W))]
-        with m.Elif(phase == 2 * nch + 1):
-            m.d.comb += [o.kind.eq(Kind.ENERGY), o.index.eq(1), o.data.eq(best_energy)]
-        with m.Elif(phase == 2 * nch + 2):
-            m.d.comb += [o.kind.eq(Kind.COUNT), o.index.eq(0), o.data.eq(cycles)]
-        with m.Else():
-            m.d.comb += [o.kind.eq(Kind.COUNT), o.index.eq(1), o.data.eq(update_cycles)]
-        last_phase = Mux(snap_final, 2 * nch + 3, nch)
-        with m.If(self.out.valid & self.out.ready):
-            with m.If(phase == last_phase):
-                m.d.sync += [snap_busy.eq(0), phase.eq(0)]
-            with m.Else():
-                m.d.sync += phase.eq(phase + 1)
+        rec = RecordUnit(m, self.out, n=n, word_bits=W, energy_bits=eb, best_spin=best_spin,
+                         best_energy=best_energy, cycles=cycles, update_cycles=update_cycles)
+        snap_busy, take_snapshot = rec.busy, rec.take
 
         # -- controller --------------------------------------------------------------
         last_colour = colour_now == colours_used
