@@ -20,10 +20,12 @@ a_addr, b_addr, wait.
 
 Model. ``GemmPEModel`` is untimed: a job runs to completion the moment its
 descriptor is at the head of the queue and ``words`` has reached its ``wait``,
-so ``receive`` returns every packet the tile sends in answer to one packet.
-Counters that depend on cycles (stall_operands, stall_noc) and the router's
-dropped count read 0; busy counts issued k steps (L MACs each), which the
-maths fixes: rows * blocks * k per job.
+so ``receive`` returns every packet the tile sends in answer to one packet,
+and counters read as if every ready job had finished. Counters that depend on
+cycles (stall_operands, stall_noc) and the router's dropped count read 0; busy
+counts issued k steps (L MACs each), which the maths fixes: rows * blocks * k
+per job. Status addresses S+9..S+15 hold no register: READ there is an ERROR.
+A descriptor that is both bad and meets a full queue is refused as bad.
 
 ``gemm_exact`` is the ideal product; ``expected_partition`` the assignment of
 output tiles to PEs that the workload compiler must reproduce.
@@ -96,13 +98,16 @@ class GemmGeometry:
     addr_bits: int
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):      # numpy integers lack bit_length()
+            if isinstance(getattr(self, f.name), np.integer):
+                object.__setattr__(self, f.name, int(getattr(self, f.name)))
         self.check()
 
     def check(self):
         """Raise ValueError naming the first field that breaks a requirement of the spec."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            if not isinstance(v, int) or isinstance(v, bool):
                 raise ValueError(f"{f.name}: {v!r} is not an integer")
         for name, (lo, hi, _) in TILE_PARAMS.items():
             v = getattr(self, name)
@@ -427,14 +432,10 @@ class GemmPEModel:
             self.counters["words"] += 1
             return self._fire()
         if op == Op.READ:
-            place = self._locate(packet.addr)
-            if place is not None:
-                return [self._answer(packet, Op.REPLY, packet.addr, self.memory[place[0]][place[1]])]
-            i = packet.addr - self.geom.status_base
-            if 0 <= i < len(STATUS_REGISTERS):
-                value = before[STATUS_REGISTERS[i]] % (1 << COUNTER_BITS)
-                return [self._answer(packet, Op.REPLY, packet.addr, value)]
-            return [self._answer(packet, Op.ERROR, packet.addr, op)]
+            value = self._read(packet.addr, before)
+            if value is None:
+                return [self._answer(packet, Op.ERROR, packet.addr, op)]
+            return [self._answer(packet, Op.REPLY, packet.addr, value)]
         if op == Op.EXEC:
             d = Descriptor.unpack(packet.data, self.geom)
             if not d.fits(self.geom):
@@ -464,6 +465,16 @@ class GemmPEModel:
             return "b", addr
         if addr < g.a_base + g.a_words:
             return "a", addr - g.a_base
+        return None
+
+    def _read(self, addr: int, counters: dict) -> int | None:
+        """A scratchpad word or status register, None where there is neither."""
+        place = self._locate(addr)
+        if place is not None:
+            return self.memory[place[0]][place[1]]
+        i = addr - self.geom.status_base
+        if 0 <= i < len(STATUS_REGISTERS):
+            return counters[STATUS_REGISTERS[i]] % (1 << COUNTER_BITS)
         return None
 
     def _store(self, region: str, index: int, word: int):

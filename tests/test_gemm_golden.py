@@ -104,7 +104,7 @@ def test_gemm_exact_names_the_bad_matrix(a, b, message):
 # --- geometry ---
 
 def test_derived_quantities_of_the_default_tile():
-    g = gm.GemmGeometry(8, 8, 1024, 512, 512, 4, 128, 16)
+    g = gm.GemmGeometry(8, 8, 1024, 512, 512, 4, np.int64(128), 16)
     assert (g.operands_per_word, g.k_per_b_word, g.acc_bits) == (16, 2, 26)
     assert (g.results_per_flit, g.flits_per_group) == (4, 2)
     assert (g.astride(1024), g.bstride(1024), g.astride(17), g.bstride(17)) == (64, 512, 2, 9)

@@ -228,11 +228,13 @@ class _ProgramBuilder:
 
 
 def compile_gemm(a, b, geom: GemmGeometry, pes: Sequence[tuple[int, int]], *,
-                 words: Mapping[tuple[int, int], int] | None = None) -> GemmPlan:
+                 words_before: Mapping[tuple[int, int], int] | None = None) -> GemmPlan:
     """Plan C = A·B on the PEs ``pes`` (PE index i = position in the list).
 
-    ``words`` optionally gives each tile's ``words`` counter before the plan
-    (status register 4); tiles fresh from reset start at 0.
+    Every PE gets a program, in the order of ``pes``; unused PEs an empty one.
+    ``words_before`` optionally gives tiles' ``words`` counters (status register
+    4) before the plan runs, as the EXEC waits count from them; tiles fresh from
+    reset, and tiles left out, start at 0.
     """
     a, b = check_gemm_operands(a, b, geom.op_bits)
     (m, k), n = a.shape, b.shape[1]
@@ -243,10 +245,10 @@ def compile_gemm(a, b, geom: GemmGeometry, pes: Sequence[tuple[int, int]], *,
     pes = [tuple(pe) for pe in pes]
     if not pes or len(set(pes)) != len(pes):
         raise ValueError(f"pes: {pes} must list at least one PE, each once")
-    words = words or {}
+    words_before = words_before or {}
     programs = []
     for (x, y), share in zip(pes, expected_partition(m, n, geom.lanes, len(pes))):
-        builder = _ProgramBuilder(geom, k, words.get((x, y), 0))
+        builder = _ProgramBuilder(geom, k, words_before.get((x, y), 0))
         if share is not None:
             builder.build(share, a, b)
         programs.append(PEProgram(x, y, tuple(builder.items), tuple(builder.jobs)))

@@ -1,0 +1,275 @@
+"""The GEMM workload compiler: plans run on the golden PE model give exactly A·B,
+follow the partition, and honour the host's DONE gates (reuse, queue depth)."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from tilefab.gen.gemm.compiler import Item, compile_gemm
+from tilefab.golden.gemm import (Descriptor, GemmGeometry, GemmPEModel, Share,
+                                 expected_partition, gemm_exact, operand_range)
+from tilefab.golden.packet import Op
+
+HOST = (15, 15)
+
+GEOMS = {
+    # tiny scratchpads: panels and double buffering; 6-bit tags wrap
+    "l4w8d64-tiny": GemmGeometry(lanes=4, op_bits=8, max_k=32, a_words=16, b_words=16,
+                                 jobs=2, data_bits=64, addr_bits=6),
+    "l8w8d64": GemmGeometry(lanes=8, op_bits=8, max_k=64, a_words=64, b_words=128,
+                            jobs=4, data_bits=64, addr_bits=10),
+    "l4w16d64": GemmGeometry(lanes=4, op_bits=16, max_k=48, a_words=32, b_words=64,
+                             jobs=3, data_bits=64, addr_bits=8),
+    "l8w16d128": GemmGeometry(lanes=8, op_bits=16, max_k=100, a_words=64, b_words=256,
+                              jobs=4, data_bits=128, addr_bits=12),
+    "l4w8d128-jobs1": GemmGeometry(lanes=4, op_bits=8, max_k=200, a_words=512, b_words=512,
+                                   jobs=1, data_bits=128, addr_bits=11),
+}
+
+PES = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+
+
+def operands(m, k, n, geom, seed):
+    """Random A, B with the extreme operands planted."""
+    rng = np.random.default_rng(seed)
+    lo, hi = operand_range(geom.op_bits)
+    a, b = rng.integers(lo, hi + 1, (m, k)), rng.integers(lo, hi + 1, (k, n))
+    a[0, :], b[:, 0] = lo, lo
+    a[-1, ::2], b[::2, -1] = hi, lo
+    return a, b
+
+
+def run(plan):
+    """Every PE's items, in order, through its model; the REPLY data words per PE."""
+    outputs = {}
+    for p in plan.programs:
+        tile = GemmPEModel(plan.geom, p.x, p.y)
+        words, done = [], []
+        for item in p.items:
+            for out in tile.receive(item.packet((p.x, p.y), HOST)):
+                assert out.op in (Op.REPLY, Op.DONE) and out.dst == HOST and out.src == (p.x, p.y)
+                (words if out.op == Op.REPLY else done).append((out.addr, out.data))
+        assert done == [(job.tag, job.groups) for job in p.jobs]
+        outputs[(p.x, p.y)] = [data for _, data in words]
+    return outputs
+
+
+def check_program(p, geom, k):
+    """The host's gates, against a worst-case engine that finishes a job only when the
+    host must have seen its DONE: no WRITE may then change a word a running job reads."""
+    astride, bstride = geom.astride(k), geom.bstride(k)
+    gates = [item.after_done for item in p.items]
+    assert gates == sorted(gates)
+    jobs = []          # per job: (the word count it needs, packet addresses it reads)
+    words = 0
+    for item in p.items:
+        if item.kind == "exec":
+            j = len(jobs)
+            assert item.after_done >= j - geom.jobs + 1          # the queue has room
+            assert item.addr == p.jobs[j].tag == j % (1 << geom.addr_bits)
+            d = Descriptor.unpack(item.data, geom)
+            assert d.k == k and d.fits(geom) and d.rows * d.blocks == p.jobs[j].groups
+            ahead = (d.wait - words) % (1 << geom.wait_bits)
+            assert ahead in (astride, bstride)      # sent right before its own operand
+            a0, b0 = geom.a_base + d.a_addr, d.b_addr
+            jobs.append((words + ahead, set(range(a0, a0 + d.rows * astride))
+                         | set(range(b0, b0 + d.blocks * bstride))))
+        else:
+            words += 1
+            for j in range(item.after_done, len(jobs)):
+                need, reads = jobs[j]
+                assert not (need < words and item.addr in reads), \
+                    f"PE ({p.x}, {p.y}): write {words} to {item.addr} under running job {j}"
+    if jobs:
+        assert jobs[0][0] <= astride + bstride                  # early start
+
+
+def check_partition(plan, pes):
+    g = plan.geom
+    shares = expected_partition(plan.m, plan.n, g.lanes, len(pes))
+    for p, share in zip(plan.programs, shares):
+        groups = Counter((r, c) for job in p.jobs for r in job.rows for c in job.cols)
+        want = set() if share is None else {(r, c * g.lanes) for r in share.rows
+                                            for c in share.blocks}
+        assert set(groups) == want and all(v == 1 for v in groups.values())
+        assert all(job.groups == len(job.rows) * len(job.cols) for job in p.jobs)
+        if share is None:
+            assert p.items == ()
+            continue
+        # Each B block is sent once; a share of A that fits is sent once.
+        writes = [item.addr for item in p.items if item.kind == "write"]
+        b_writes = sum(addr < g.a_base for addr in writes)
+        assert b_writes == len(share.blocks) * g.bstride(plan.k)
+        a_once = len(share.rows) * g.astride(plan.k)
+        assert len(writes) - b_writes >= a_once
+        if a_once <= g.a_words:
+            assert len(writes) - b_writes == a_once
+
+
+def check_plan(a, b, geom, pes):
+    plan = compile_gemm(a, b, geom, pes)
+    assert (plan.m, plan.k, plan.n, plan.macs) == (*a.shape, b.shape[1], a.size * b.shape[1])
+    assert [(p.x, p.y) for p in plan.programs] == list(pes)
+    for p in plan.programs:
+        check_program(p, geom, plan.k)
+    check_partition(plan, pes)
+    assert np.array_equal(plan.assemble(run(plan)), gemm_exact(a, b, geom.op_bits))
+    return plan
+
+
+def shapes(geom):
+    """Edge shapes for a geometry, then random ones."""
+    kmax, lanes = geom.max_k, geom.lanes
+    fixed = [(1, 1, 1), (1, kmax, 1), (1, 1, lanes), (3, kmax, 2 * lanes + 1),
+             (7, kmax - 1, lanes - 1), (2, 5, 3 * lanes)]
+    rng = np.random.default_rng(geom.max_k)
+    rand = [(int(rng.integers(1, 13)), int(rng.integers(1, kmax + 1)),
+             int(rng.integers(1, 5 * lanes))) for _ in range(6)]
+    return fixed + rand
+
+
+CASES = [(name, shape, npes) for name, geom in GEOMS.items()
+         for i, shape in enumerate(shapes(geom)) for npes in ((1, 4, 6)[i % 3],)]
+
+
+@pytest.mark.parametrize("name, shape, npes", CASES,
+                         ids=[f"{n}-{m}x{k}x{nn}-{p}pe" for n, (m, k, nn), p in CASES])
+def test_plan_computes_a_times_b_exactly(name, shape, npes):
+    geom = GEOMS[name]
+    check_plan(*operands(*shape, geom, seed=sum(shape)), geom, PES[:npes])
+
+
+@pytest.mark.parametrize("shape, npes", [
+    ((12, 12, 20), 1),      # A and B both stream, double buffered
+    ((12, 32, 20), 1),      # a B block fills the region: single buffer
+    ((80, 4, 8), 1),        # A streams against resident B; tags wrap at 64
+    ((3, 12, 40), 2),       # B streams against resident A
+    ((17, 25, 23), 3),
+])
+def test_panels_on_small_scratchpads(shape, npes):
+    geom = GEOMS["l4w8d64-tiny"]
+    check_plan(*operands(*shape, geom, seed=1), geom, PES[:npes])
+
+
+def first_write_to(p, lo, hi):
+    """Index of the first write into packet addresses lo..hi-1, and the jobs before it."""
+    for i, item in enumerate(p.items):
+        if item.kind == "write" and lo <= item.addr < hi:
+            return i, sum(it.kind == "exec" for it in p.items[:i])
+    raise AssertionError("no write there")
+
+
+def test_double_buffering_loads_the_next_panel_while_the_current_computes():
+    # Tiny scratchpads with a deep queue, so only the region gates hold the host back.
+    geom = GemmGeometry(lanes=4, op_bits=8, max_k=32, a_words=16, b_words=16, jobs=8,
+                        data_bits=64, addr_bits=6)
+    # 12 x 12 x 4: one B block; A rows of 2 words, 4 rows to a half: 3 panels of 4 jobs.
+    (p,) = compile_gemm(*operands(12, 12, 4, geom, seed=2), geom, PES[:1]).programs
+    half = geom.a_base + geom.a_words // 2
+    i, jobs_before = first_write_to(p, half, half + 1)
+    # The second panel (after its first row's EXEC) goes in while the first computes.
+    assert jobs_before == 5 and p.items[i].after_done == 0
+    # The third reuses the first half: it waits for the first panel's last job, job 3.
+    row0 = [it.after_done for it in p.items if it.kind == "write" and it.addr == geom.a_base]
+    assert row0 == [0, 4]
+
+
+def test_first_exec_needs_one_block_and_one_row():
+    geom = GEOMS["l8w8d64"]
+    plan = compile_gemm(*operands(9, 40, 30, geom, seed=3), geom, PES[:1])
+    items = plan.programs[0].items
+    first = next(i for i, item in enumerate(items) if item.kind == "exec")
+    assert first == geom.bstride(40)                     # one B block, then the EXEC
+    assert all(item.kind == "write" for item in items[first + 1:first + 1 + geom.astride(40)])
+    job = plan.programs[0].jobs[0]
+    assert (job.rows, job.cols) == ((0,), (0,))
+
+
+def test_word_counter_base_of_a_used_tile():
+    geom = GEOMS["l4w8d64-tiny"]
+    a, b = operands(5, 9, 7, geom, seed=4)
+    base = (1 << geom.wait_bits) - 3                     # the waits wrap
+    plan = compile_gemm(a, b, geom, [(0, 0)], words_before={(0, 0): base})
+    tile = GemmPEModel(geom, 0, 0)
+    for _ in range(base):
+        tile.receive(Item("write", 0, 0, 0).packet((0, 0), HOST))
+    out = [r for item in plan.programs[0].items for r in tile.receive(item.packet((0, 0), HOST))]
+    replies = [r.data for r in out if r.op == Op.REPLY]
+    assert np.array_equal(plan.assemble({(0, 0): replies}), gemm_exact(a, b, 8))
+
+
+def test_assemble_checks_the_word_counts():
+    geom = GEOMS["l8w8d64"]
+    plan = compile_gemm(*operands(3, 4, 9, geom, seed=5), geom, PES[:2])
+    outputs = run(plan)
+    short = outputs | {(1, 0): outputs[(1, 0)][:-1]}
+    with pytest.raises(ValueError, match=r"PE \(1, 0\) returned 11 result words, expected 12"):
+        plan.assemble(short)
+    with pytest.raises(ValueError, match=r"PE \(0, 0\) returned 13 result words, expected 12"):
+        plan.assemble(outputs | {(0, 0): outputs[(0, 0)] + [0]})
+    with pytest.raises(ValueError, match=r"results from \[\(5, 5\)\]"):
+        plan.assemble(outputs | {(5, 5): []})
+
+
+@pytest.mark.parametrize("a, b, pes, message", [
+    (np.ones((2, 65), int), np.ones((65, 2), int), [(0, 0)],
+     r"K = 65 is not allowed, must be in 1\.\.max_k = 64"),
+    (np.ones((2, 0), int), np.ones((0, 2), int), [(0, 0)], r"K = 0 is not allowed"),
+    (np.ones((0, 3), int), np.ones((3, 2), int), [(0, 0)], r"M and N must be >= 1"),
+    (np.ones((2, 3), int), np.ones((3, 2), int), [], r"pes: \[\] must list at least one PE"),
+    (np.ones((2, 3), int), np.ones((3, 2), int), [(0, 0), (0, 0)], r"each once"),
+    (np.full((2, 3), 128), np.ones((3, 2), int), [(0, 0)], r"a: value 128 is outside"),
+])
+def test_compile_errors(a, b, pes, message):
+    with pytest.raises(ValueError, match=message):
+        compile_gemm(a, b, GEOMS["l8w8d64"], pes)
+
+
+# --- the partition itself ---
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+@pytest.mark.parametrize("m, n, lanes, pes", [
+    (1, 1, 4, 1), (1, 1, 4, 5), (10, 40, 8, 4), (9, 48, 8, 3), (4, 4, 4, 8), (7, 100, 4, 6),
+    (100, 3, 8, 7), (13, 77, 8, 16), (64, 64, 8, 12), (5, 33, 4, 64),
+])
+def test_partition_covers_once_with_least_work(m, n, lanes, pes):
+    shares = expected_partition(m, n, lanes, pes)
+    blocks = ceil_div(n, lanes)
+    assert len(shares) == pes
+    used = [s for s in shares if s is not None]
+    assert shares[len(used):] == [None] * (pes - len(used))
+    cells = Counter((r, c) for s in used for r in s.rows for c in s.blocks)
+    assert set(cells) == {(r, c) for r in range(m) for c in range(blocks)}
+    assert set(cells.values()) == {1}
+    work = max(len(s.rows) * len(s.blocks) for s in used)
+    best = min(ceil_div(m, pr) * ceil_div(blocks, pc)
+               for pr in range(1, pes + 1) for pc in range(1, pes // pr + 1))
+    assert work == best
+    # Near-equal contiguous parts, larger first, row-major over the grid.
+    for axis in ("rows", "blocks"):
+        sizes = [len(getattr(s, axis)) for s in used]
+        assert max(sizes) - min(sizes) <= 1
+    row_parts = sorted({(s.rows.start, len(s.rows)) for s in used})
+    assert [size for _, size in row_parts] == sorted((size for _, size in row_parts), reverse=True)
+
+
+def test_partition_ties_go_to_fewer_operands_sent():
+    # 2 x 2 and 4 x 1 both give 15 groups a PE; 2 x 2 sends less B.
+    assert expected_partition(10, 40, 8, 4) == [
+        Share(range(0, 5), range(0, 3)), Share(range(0, 5), range(3, 5)),
+        Share(range(5, 10), range(0, 3)), Share(range(5, 10), range(3, 5))]
+    # 3 x 1 and 1 x 3 both give 18; splitting N sends each B block once.
+    assert [s.rows for s in expected_partition(9, 48, 8, 3)] == [range(0, 9)] * 3
+    # 5 rows on 4 PEs: 4 x 1 and 3 x 1 both give 2 rows; 3 x 1 sends B to fewer PEs.
+    assert expected_partition(5, 8, 8, 4) == [
+        Share(range(0, 2), range(0, 1)), Share(range(2, 4), range(0, 1)),
+        Share(range(4, 5), range(0, 1)), None]
+
+
+def test_partition_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"pes: 0 is not allowed"):
+        expected_partition(1, 1, 4, 0)
