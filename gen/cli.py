@@ -17,6 +17,7 @@ from .errors import TilefabError
 # Modules that contribute subcommands, in the order they appear in --help.
 EXTENSIONS = (
     "tilefab.gen.commands",
+    "tilefab.gen.gemm.cli",
     "tilefab.gen.imc.cli",
     "tilefab.gen.pbit.cli",
 )

@@ -84,6 +84,9 @@ def _synth(args) -> int:
 
 
 def _sim(args) -> int:
+    if args.workload == "gemm":
+        from .gemm.cli import sim_gemm
+        return sim_gemm(args)
     from ..verif.runner import run_generated
 
     cfg = load(args.config)
@@ -151,10 +154,16 @@ def register(commands, bench):
 
     p = commands.add_parser("sim", help="simulate a fabric on Verilator against the golden model")
     p.add_argument("config", help="fabric YAML")
-    p.add_argument("workload", nargs="?", default="memory", choices=("memory",),
-                   help="memory: random host reads/writes/malformed requests to every tile")
-    p.add_argument("--requests", type=int, default=2000)
-    p.add_argument("--bad", type=float, default=0.05, help="fraction of malformed requests")
+    p.add_argument("workload", nargs="?", default="memory", choices=("memory", "gemm"),
+                   help="memory: random host reads/writes/malformed requests to every tile; "
+                        "gemm: C = A.B of random int matrices on the GEMM tiles, checked "
+                        "against numpy")
+    p.add_argument("--requests", type=int, default=2000, help="memory: requests to send")
+    p.add_argument("--bad", type=float, default=0.05,
+                   help="memory: fraction of malformed requests")
+    p.add_argument("--m", type=int, default=64, help="gemm: rows of A and C")
+    p.add_argument("--k", type=int, default=64, help="gemm: columns of A, rows of B")
+    p.add_argument("--n", type=int, default=64, help="gemm: columns of B and C")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_sim)
 

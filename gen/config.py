@@ -232,14 +232,11 @@ def resolve(raw) -> dict:
 
 def _check_gemm(tile: dict, pkt: dict, where: str):
     """Rules spanning a GEMM tile's parameters and the packet widths, as the tile states them."""
-    from ..hw.noc.packet import packet_layout
-    from ..hw.tiles.gemm import GemmTile
+    from ..hw.tiles.gemm import GemmParams
 
     params = {k: v for k, v in tile.items() if k != "kind"}
-    layout = packet_layout(coord_bits=pkt["coord_bits"], addr_bits=pkt["addr_bits"],
-                           data_bits=pkt["data_bits"])
     try:
-        GemmTile(layout=layout, x=0, y=0, **params)
+        GemmParams(data_bits=pkt["data_bits"], addr_bits=pkt["addr_bits"], **params)
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         context = ", ".join(f"{k} {v}" for k, v in params.items())

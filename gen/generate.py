@@ -19,6 +19,9 @@ from ..golden.packet import FIELD_ORDER, Op, PacketFormat
 from ..hw.fabric import Fabric
 from ..hw.noc.mesh import Mesh
 from ..hw.noc.packet import packet_layout
+from ..hw.tiles.gemm import STATUS_REGISTERS as GEMM_STATUS
+from ..hw.tiles.gemm import GemmParams
+from ..hw.tiles.gemm import status_base as gemm_status_base
 from ..hw.tiles.memory import STATUS_REGISTERS, status_base
 from . import toolchain
 from .cache import cache_root, locked
@@ -70,6 +73,35 @@ def ports_of(verilog: str, module: str) -> list:
     return sorted(out, key=lambda p: p["name"])
 
 
+def gemm_geometry(cfg: dict) -> dict | None:
+    """What a host needs to drive the fabric's GEMM tiles, as the tile derives it."""
+    tiles = [t for t in cfg["tile_map"] if t["kind"] == "gemm"]
+    if not tiles:
+        return None
+    params = {k: v for k, v in tiles[0].items() if k not in ("x", "y", "kind")}
+    if any({k: v for k, v in t.items() if k not in ("x", "y", "kind")} != params
+           for t in tiles):
+        raise TilefabError("tiles: GEMM tiles with different parameters in one fabric are not "
+                           "supported by the host runtime; give them all the same parameters")
+    p = cfg["packet"]
+    tile = GemmParams(data_bits=p["data_bits"], addr_bits=p["addr_bits"], **params)
+    base = gemm_status_base(cfg["packet"]["addr_bits"])
+    return {
+        "params": params,
+        "pes": [[t["x"], t["y"]] for t in tiles],
+        "acc_bits": tile.acc_bits,
+        "operands_per_word": tile.operands_per_word,
+        "rows_per_b_word": tile.rows_per_b_word,
+        "results_per_flit": tile.results_per_flit,
+        "flits_per_group": tile.flits_per_group,
+        "b_base": 0,
+        "a_base": params["b_words"],
+        "descriptor": {name: {"lsb": field.offset, "width": field.width}
+                       for name, field in tile.descriptor_layout},
+        "status_registers": {name: base + k for k, name in enumerate(GEMM_STATUS)},
+    }
+
+
 def manifest_for(cfg: dict, top: str, verilog: str, digest: str) -> dict:
     fmt = packet_format(cfg)
     return {
@@ -88,6 +120,7 @@ def manifest_for(cfg: dict, top: str, verilog: str, digest: str) -> dict:
         },
         "memory_status_registers": {name: status_base(fmt.addr_bits) + k
                                     for k, name in enumerate(STATUS_REGISTERS)},
+        "gemm": gemm_geometry(cfg),
         "tools": toolchain.versions(),
     }
 

@@ -62,13 +62,11 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-class GemmTile(wiring.Component):
-    def __init__(self, *, layout, x: int, y: int, lanes: int = 8, op_bits: int = 8,
-                 max_k: int = 1024, a_words: int = 512, b_words: int = 512, jobs: int = 4,
-                 counter_bits: int = 32):
-        data_bits = Shape.cast(layout["data"].shape).width
-        addr_bits = Shape.cast(layout["addr"].shape).width
+class GemmParams:
+    """A GEMM tile's parameters, checked, with every quantity derived from them."""
 
+    def __init__(self, *, data_bits: int, addr_bits: int, lanes: int = 8, op_bits: int = 8,
+                 max_k: int = 1024, a_words: int = 512, b_words: int = 512, jobs: int = 4):
         def need(name, value, lo, hi):
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name}: {value!r} is not allowed, must be {lo}..{hi}")
@@ -81,6 +79,9 @@ class GemmTile(wiring.Component):
         if data_bits % (lanes * op_bits):
             raise ValueError(f"data_bits: {data_bits} is not allowed, must be a multiple of "
                              f"lanes*op_bits = {lanes * op_bits}")
+        self.lanes, self.op_bits, self.max_k = lanes, op_bits, max_k
+        self.a_words, self.b_words, self.jobs = a_words, b_words, jobs
+        self.data_bits, self.addr_bits = data_bits, addr_bits
         self.operands_per_word = P = data_bits // op_bits
         self.rows_per_b_word = P // lanes
         self.acc_bits = acc_bits_for(op_bits, max_k)
@@ -108,11 +109,14 @@ class GemmTile(wiring.Component):
         if _ceil_div(max_k, self.rows_per_b_word) > b_words:
             raise ValueError(f"b_words: {b_words} is not allowed, must hold one B block of "
                              f"max_k: at least {_ceil_div(max_k, self.rows_per_b_word)}")
+
+
+class GemmTile(wiring.Component):
+    def __init__(self, *, layout, x: int, y: int, counter_bits: int = 32, **params):
+        self.params = GemmParams(data_bits=Shape.cast(layout["data"].shape).width,
+                                 addr_bits=Shape.cast(layout["addr"].shape).width, **params)
         self._layout = layout
         self._x, self._y = x, y
-        self._lanes, self._op_bits, self._max_k = lanes, op_bits, max_k
-        self._a_words, self._b_words, self._jobs = a_words, b_words, jobs
-        self._data_bits, self._addr_bits = data_bits, addr_bits
         self._counter_bits = counter_bits
         super().__init__({
             "i": In(stream.Signature(layout)),
@@ -122,15 +126,15 @@ class GemmTile(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layout = self._layout
-        L, w, P = self._lanes, self._op_bits, self.operands_per_word
-        g = self.rows_per_b_word
-        acc_w, R, F = self.acc_bits, self.results_per_flit, self.flits_per_group
-        D, cb = self._data_bits, self._counter_bits
-        a_words, b_words = self._a_words, self._b_words
+        layout, p = self._layout, self.params
+        L, w, P = p.lanes, p.op_bits, p.operands_per_word
+        g = p.rows_per_b_word
+        acc_w, R, F = p.acc_bits, p.results_per_flit, p.flits_per_group
+        D, cb = p.data_bits, self._counter_bits
+        a_words, b_words = p.a_words, p.b_words
         coord = Shape.cast(layout["dst_x"].shape).width
-        addr_w = self._addr_bits
-        desc_layout = self.descriptor_layout
+        addr_w = p.addr_bits
+        desc_layout = p.descriptor_layout
 
         m.submodules.a_mem = a_mem = memory.Memory(shape=D, depth=a_words, init=[])
         m.submodules.b_mem = b_mem = memory.Memory(shape=D, depth=b_words, init=[])
@@ -166,14 +170,14 @@ class GemmTile(wiring.Component):
         desc = data.View(desc_layout, req.data[:desc_layout.size])
         a_stride_in = (desc.k + (P - 1)) // P
         b_stride_in = (desc.k + (g - 1)) // g
-        desc_ok = ((desc.k >= 1) & (desc.k <= self._max_k) & (desc.rows >= 1) &
+        desc_ok = ((desc.k >= 1) & (desc.k <= p.max_k) & (desc.rows >= 1) &
                    (desc.blocks >= 1) &
                    (desc.a_addr + desc.rows * a_stride_in <= a_words) &
                    (desc.b_addr + desc.blocks * b_stride_in <= b_words))
 
         job_layout = data.StructLayout({"desc": desc_layout, "tag": addr_w,
                                         "dst_x": coord, "dst_y": coord})
-        m.submodules.queue = queue = fifo.SyncFIFO(width=job_layout.size, depth=self._jobs)
+        m.submodules.queue = queue = fifo.SyncFIFO(width=job_layout.size, depth=p.jobs)
 
         answer, is_error = Signal(), Signal()
         answer_data = Signal(D)
@@ -242,12 +246,12 @@ class GemmTile(wiring.Component):
         # ---- Engine: walks rows x blocks x k, one k step per cycle.
         head = data.View(job_layout, queue.r_data)
         fired = Signal()
-        m.d.comb += fired.eq(~(words[:self.wait_bits] - head.desc.wait)[self.wait_bits - 1])
+        m.d.comb += fired.eq(~(words[:p.wait_bits] - head.desc.wait)[p.wait_bits - 1])
 
         job = Signal(job_layout)
         a_stride = Signal(range(a_words + 1))
         b_stride = Signal(range(b_words + 1))
-        kk = Signal(range(self._max_k))
+        kk = Signal(range(p.max_k))
         a_word = Signal(range(a_words))
         a_slot = Signal(range(max(2, P)))
         b_word = Signal(range(b_words))

@@ -1,0 +1,71 @@
+"""GEMM commands: ``tilefab sim CONFIG gemm`` and ``tilefab bench gemm``."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import TilefabError
+
+
+def random_operands(rng: np.random.Generator, m: int, k: int, n: int, op_bits: int):
+    """Uniform random operands with the extreme values planted in both matrices."""
+    lo, hi = -(1 << (op_bits - 1)), (1 << (op_bits - 1)) - 1
+    a = rng.integers(lo, hi + 1, size=(m, k))
+    b = rng.integers(lo, hi + 1, size=(k, n))
+    for x in (a, b):
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, size=max(1, flat.size // 16))] = lo
+        flat[rng.integers(0, flat.size, size=max(1, flat.size // 16))] = hi
+    return a, b
+
+
+def _dims(args):
+    for name in ("m", "k", "n"):
+        v = getattr(args, name)
+        if v < 1:
+            raise TilefabError(f"--{name}: {v} is not allowed, must be >= 1")
+    return args.m, args.k, args.n
+
+
+def sim_gemm(args) -> int:
+    from ...golden.gemm import gemm_exact
+    from ...verif.host import Fabric
+
+    m, k, n = _dims(args)
+    fabric = Fabric(args.config, seed=args.seed)
+    info = fabric._gemm()
+    w = info["params"]["op_bits"]
+    if k > info["params"]["max_k"]:
+        raise TilefabError(f"--k: {k} is not allowed, must be 1..{info['params']['max_k']} "
+                           f"(the tiles' max_k, which sizes their {info['acc_bits']}-bit "
+                           f"accumulators)")
+    a, b = random_operands(np.random.default_rng(args.seed), m, k, n, w)
+    t0 = time.perf_counter()
+    run = fabric.gemm(a, b)
+    wall = time.perf_counter() - t0
+    want = gemm_exact(a, b, w)
+    err = int(np.max(np.abs(run.c - want))) if want.size else 0
+    pes, lanes = run.pes, run.lanes
+    print(f"C = A.B with M={m} K={k} N={n}, int{w} operands, {info['acc_bits']}-bit "
+          f"accumulators, on {pes} PEs x {lanes} lanes ({fabric.config['name']})")
+    print(f"cycles: {run.cycles} (first flit in to last flit out); ideal at "
+          f"{run.peak_macs_per_cycle} MACs/cycle: {-(-run.macs // run.peak_macs_per_cycle)}")
+    print(f"utilization: {run.utilization:.1%} = {run.macs} MACs / ({pes} PEs x {lanes} lanes "
+          f"x {run.cycles} cycles)")
+    st = run.stall_breakdown()
+    print("engine cycles (mean over PEs): " +
+          ", ".join(f"{name} {v:.1%}" for name, v in st.items()))
+    print(f"host port: {run.flits_in} flits in ({run.flits_in / run.cycles:.2f}/cycle, "
+          f"limit 1), {run.flits_out} flits out")
+    print(f"simulated in {wall:.1f} s ({fabric.backend.top.cycles / wall:,.0f} Verilator "
+          f"cycles/s through pyverilator)")
+    print(f"max |C - numpy| = {err}: {'PASS, exact' if err == 0 else 'FAIL'}")
+    return 0 if err == 0 else 1
+
+
+def register(commands, bench):
+    from .bench import register_bench
+
+    register_bench(bench)
