@@ -276,6 +276,13 @@ def hw_source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def as_config(config) -> dict:
+    """A resolved config from a YAML path, a raw mapping or an already resolved one."""
+    if isinstance(config, dict):
+        return config if "tile_map" in config else resolve(config)
+    return load(config)
+
+
 def config_hash(cfg: dict, top: str = "fabric") -> str:
     """A content hash of everything that determines the generated RTL."""
     from . import toolchain

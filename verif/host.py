@@ -27,11 +27,10 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..gen.config import load, resolve
+from ..gen.config import as_config
 from ..gen.errors import TilefabError
 from ..gen.generate import generate
 from ..golden.packet import Op, Packet, PacketFormat
@@ -289,7 +288,7 @@ class Fabric:
 
     def __init__(self, config, backend="pyverilator", *, seed: int | None = None,
                  host_stall: float = 0.0, accept_stall: float = 0.0):
-        self.config = resolve(config) if isinstance(config, dict) else load(Path(config))
+        self.config = as_config(config)
         self.generated = generate(self.config)
         self.manifest = self.generated.manifest
         p = self.config["packet"]

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from ..config import load
 from ..errors import TilefabError
 
 
@@ -34,13 +35,17 @@ def sim_gemm(args) -> int:
     from ...verif.host import Fabric
 
     m, k, n = _dims(args)
-    fabric = Fabric(args.config, seed=args.seed)
+    cfg = load(args.config)
+    tiles = [t for t in cfg["tile_map"] if t["kind"] == "gemm"]
+    if not tiles:
+        raise TilefabError(f"{args.config}: no gemm tiles (set tiles.default.kind: gemm)")
+    max_k = min(t["max_k"] for t in tiles)
+    if k > max_k:
+        raise TilefabError(f"--k: {k} is not allowed, must be 1..{max_k} (the tiles' max_k, "
+                           f"which sizes their accumulators)")
+    fabric = Fabric(cfg, seed=args.seed)
     info = fabric._gemm()
     w = info["params"]["op_bits"]
-    if k > info["params"]["max_k"]:
-        raise TilefabError(f"--k: {k} is not allowed, must be 1..{info['params']['max_k']} "
-                           f"(the tiles' max_k, which sizes their {info['acc_bits']}-bit "
-                           f"accumulators)")
     a, b = random_operands(np.random.default_rng(args.seed), m, k, n, w)
     t0 = time.perf_counter()
     run = fabric.gemm(a, b)
