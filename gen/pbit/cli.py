@@ -21,14 +21,16 @@ def _maxcut(args) -> int:
     from . import graph, maxcut
 
     gr = graph.read_rudy(args.file)
-    res = maxcut.run(gr, args.sweeps, backend=args.backend, seed=args.seed)
+    res = maxcut.run(gr, args.sweeps, backend=args.backend, seed=args.seed, arch=args.arch,
+                     lanes=args.lanes)
     where = "Verilator RTL" if res.backend == "rtl" else "bit-exact golden model"
     print(f"{gr.name}: {gr.n} nodes, {len(gr.edges)} edges, max degree "
-          f"{int(gr.degrees().max())}, {res.colours} colours (DSATUR)  [{where}]")
+          f"{int(gr.degrees().max())}, {res.colours} colours (DSATUR), {res.arch} array  "
+          f"[{where}]")
     print(res.quant_report)
     print(f"cut {res.cut} (best seen {res.best_cut}) after {res.sweeps} sweeps")
     print(f"flips {res.updates}, cycles {res.cycles}, flips/cycle "
-          f"{res.flips_per_cycle:.2f} (limit n/colours = {res.flips_limit:.2f}), "
+          f"{res.flips_per_cycle:.2f} (limit {res.limit_text} = {res.flips_limit:.2f}), "
           f"{res.seconds:.1f} s")
     return 0
 
@@ -56,6 +58,28 @@ def _bench(args) -> int:
     return bench(args)
 
 
+def _lanes(text):
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1 or v > 64 or v & (v - 1):
+        raise argparse.ArgumentTypeError(f"--lanes must be a power of two in [1, 64], "
+                                         f"got {text!r}")
+    return v
+
+
+def _arch_args(p):
+    from .maxcut import ARCHS, LANES, PARALLEL_MAX_DEGREE
+
+    p.add_argument("--arch", choices=ARCHS, default="auto",
+                   help=f"parallel: one adder tree per p-bit; lanes: J in block RAM, one "
+                        f"edge per lane per cycle; auto: lanes above degree "
+                        f"{PARALLEL_MAX_DEGREE}")
+    p.add_argument("--lanes", type=_lanes, default=LANES,
+                   help="update lanes of the lanes array (power of two)")
+
+
 def register(commands, bench):
     p = commands.add_parser("pbit", help="p-bit Ising machine: Max-Cut and factoring")
     sub = p.add_subparsers(dest="pbit", required=True, metavar="TASK")
@@ -65,6 +89,7 @@ def register(commands, bench):
     mc.add_argument("--backend", choices=("rtl", "golden"), default="rtl",
                     help="rtl: Verilator model of the array; golden: bit-exact numpy model")
     mc.add_argument("--seed", type=int, default=1)
+    _arch_args(mc)
     mc.set_defaults(func=_maxcut)
     fa = sub.add_parser("factor", help="factor N with a p-bit multiplier run backwards")
     fa.add_argument("N", type=_positive("N"))
@@ -81,8 +106,9 @@ def register(commands, bench):
     b.add_argument("--graphs", default="G1,G11,G14,G22")
     b.add_argument("--gset", default=None, help="folder with G-set files "
                                                 "(default ../shared/data/gset)")
-    b.add_argument("--rtl", default="G11",
+    b.add_argument("--rtl", default="G11,G14,G22",
                    help="graphs to run on Verilator; the rest run on the bit-exact model")
+    _arch_args(b)
     b.add_argument("--reads", type=_positive("--reads"), default=1,
                    help="annealing runs per instance (p-bits and peer alike)")
     b.add_argument("--png", default="build/pbit_energy.png")

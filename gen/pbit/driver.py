@@ -331,7 +331,9 @@ def run_rtl(array: PBitArray, ops, *, name: str = "pbit_array", in_stall: float 
     sampling = any(isinstance(op, Run) and op.sample_every for op in ops)
     if timeout is None:
         sweeps = sum(s for op in ops if isinstance(op, Run) for _, s in op.schedule)
-        timeout = 10 * (len(words) + sweeps * cfg["n_colours"]) + 100_000
+        per_sweep = cfg["n_colours"] if cfg.get("arch") != "lanes" else \
+            cfg["n_colours"] * 7 + cfg["lanes"] * cfg["edge_depth"]
+        timeout = 10 * (len(words) + sweeps * per_sweep) + 100_000
         if sampling:
             timeout += 20 * sweeps * (cfg["n_chunks"] + 1)
     with tempfile.TemporaryDirectory(prefix="tilefab-pbit-") as tmp:

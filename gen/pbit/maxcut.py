@@ -92,6 +92,30 @@ def lane_array(gr: graph.Graph, n_colours: int, seed: int = 1, lanes: int = LANE
                      seeds=pbit_seeds(seed, gr.n), word_bits=32, **_fmt_kwargs())
 
 
+def balance_lanes(entries, colours, lanes: int) -> np.ndarray:
+    """Relabelling ``order`` (new p-bit k = old node order[k]) that evens out lane work.
+
+    A lane array puts p-bit k in lane k mod lanes and a colour pass lasts as long as its
+    busiest lane, so each colour's nodes are dealt heaviest first to the lane with the
+    least work in that colour that still has a free slot.
+    """
+    n = len(entries)
+    free = [len(range(l, n, lanes)) for l in range(lanes)]
+    members = [[] for _ in range(lanes)]
+    for c in np.unique(colours):
+        load = np.zeros(lanes)
+        for i in sorted(np.flatnonzero(colours == c), key=lambda i: -entries[i]):
+            ok = [l for l in range(lanes) if free[l]]
+            lane = min(ok, key=lambda l: (load[l], l))
+            load[lane] += entries[i]
+            free[lane] -= 1
+            members[lane].append(int(i))
+    order = np.empty(n, dtype=np.int64)
+    for lane, nodes in enumerate(members):
+        order[lane::lanes] = nodes
+    return order
+
+
 def flips_limit(gr: graph.Graph, arch: str, colours: int, lanes: int = LANES
                 ) -> tuple[float, str]:
     """The architecture's ceiling on update decisions per cycle, and its name."""
@@ -108,6 +132,13 @@ def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
     arch = choose_arch(gr, arch)
     q, colours = setup(gr)
     k = int(colours.max()) + 1
+    if arch == "lanes":
+        # Relabel so lanes share each colour's work evenly; cuts do not depend on labels.
+        order = balance_lanes(driver.lane_entries(q.J), colours, lanes)
+        gr = graph.Graph(gr.n, np.sort(np.argsort(order)[gr.edges], axis=1), gr.weights,
+                         gr.name)
+        q, colours = quant.quantize(-gr.W(), np.zeros(gr.n), FORMAT, scale=1.0), \
+            colours[order]
     schedule = anneal_schedule(FORMAT, sweeps, BETA0, BETA1)
     every = max(1, sweeps // trace_points) if trace_points else 0
     total_w = int(gr.weights.sum())

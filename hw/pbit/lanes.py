@@ -182,10 +182,13 @@ class PBitLanes(wiring.Component):
         def wr(op):
             return take & (ctrl.op == op)
 
-        # -- spins: lane l holds p-bits l, l+P, l+2P, ... ------------------------------
-        lane_spin = [Signal(S, init=(1 << S) - 1, name=f"spin_l{l}") for l in range(P)]
-        flat = Signal(n)                                  # bit i = m_i is +1
-        m.d.comb += flat.eq(Cat(lane_spin[i % P][i // P] for i in range(n)))
+        # -- spins: p-bit i is bit i; lane l writes only bits l, l+P, l+2P, ... --------
+        lb = self.lane_bits
+        flat = Signal(S * P, init=(1 << (S * P)) - 1)     # bit i = m_i is +1
+
+        def own_bit(lane, slot):
+            """Spin of the p-bit at ``slot`` of ``lane`` (index slot * lanes + lane)."""
+            return flat.bit_select(Cat(Const(lane, lb), slot) if lb else slot, 1)
         best_spin = Signal(n)
 
         # -- schedule ----------------------------------------------------------------
@@ -295,7 +298,7 @@ class PBitLanes(wiring.Component):
             slot3 = Signal(self.node_slot_bits, name=f"slot3_l{l}")
             old3 = Signal(name=f"old3_l{l}")
             m.d.sync += [v3.eq(v2 & last2), f3.eq(acc_nx), slot3.eq(slot2),
-                         old3.eq(lane_spin[l].bit_select(slot2, 1))]
+                         old3.eq(own_bit(l, slot2))]
             rr = rmem.read_port(domain="sync")
             m.d.comb += rr.addr.eq(slot2)
 
@@ -345,7 +348,7 @@ class PBitLanes(wiring.Component):
                 with m.If(energy_mode):
                     m.d.sync += ee.eq(ee + Mux(old5, f5, -f5))
                 with m.Else():
-                    m.d.sync += lane_spin[l].bit_select(slot5, 1).eq(up)
+                    m.d.sync += own_bit(l, slot5).eq(up)
                     with m.If(up != old5):
                         m.d.sync += de.eq(de + Mux(old5, f5 << 1, -(f5 << 1)))
 
@@ -375,10 +378,7 @@ class PBitLanes(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.ctrl.ready.eq(~rec.busy), rewind.eq(1)]
                 with m.If(wr(LaneOp.STATE)):
-                    for l in range(P):
-                        with m.If((ctrl.index[:self.lane_bits] == l) if P > 1 else Const(1)):
-                            m.d.sync += lane_spin[l].bit_select(
-                                ctrl.index[self.lane_bits:], 1).eq(ctrl.data[0])
+                    m.d.sync += flat.bit_select(ctrl.index, 1).eq(ctrl.data[0])
                 with m.If(wr(LaneOp.RUN)):
                     m.d.sync += [last_entry.eq(ctrl.index), sample_every.eq(ctrl.data[:16]),
                                  colours_used.eq(ctrl.data[16:16 + self.colour_bits]),
@@ -403,11 +403,11 @@ class PBitLanes(wiring.Component):
                 m.d.comb += [self.running.eq(~reading), rewind.eq(1)]
                 m.d.sync += [energy.eq(energy_init), energy_mode.eq(0), *clear_lanes()]
                 with m.If(reading):
-                    m.d.sync += rec.take(flat, energy_init, 1)
+                    m.d.sync += rec.take(flat[:n], energy_init, 1)
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += [cycles.eq(cycles + 1), best_energy.eq(energy_init),
-                                 best_spin.eq(flat), sweep_in_entry.eq(0), colour_now.eq(0),
+                                 best_spin.eq(flat[:n]), sweep_in_entry.eq(0), colour_now.eq(0),
                                  since_sample.eq(0)]
                     m.next = "COLOUR"
             with m.State("COLOUR"):
@@ -429,14 +429,14 @@ class PBitLanes(wiring.Component):
                     m.d.sync += [update_cycles.eq(update_cycles + 1), energy.eq(energy_next),
                                  *clear_lanes()]
                     with m.If(energy_next < best_energy):
-                        m.d.sync += [best_energy.eq(energy_next), best_spin.eq(flat)]
+                        m.d.sync += [best_energy.eq(energy_next), best_spin.eq(flat[:n])]
                     m.next = "COLOUR"
                     with m.If(last_colour):
                         m.d.comb += rewind.eq(1)
                         m.d.sync += colour_now.eq(0)
                         with m.If(sample_due):
                             m.d.sync += [since_sample.eq(0),
-                                         *rec.take(flat, energy_next, 0)]
+                                         *rec.take(flat[:n], energy_next, 0)]
                         with m.Else():
                             m.d.sync += since_sample.eq(since_sample + 1)
                         with m.If((sweep_in_entry + 1)[:self._sweep_bits] == sr.data.sweeps):
@@ -452,6 +452,6 @@ class PBitLanes(wiring.Component):
             with m.State("FINISH"):
                 m.d.comb += [self.running.eq(1), rewind.eq(1)]
                 with m.If(~rec.busy):
-                    m.d.sync += rec.take(flat, energy, 1)
+                    m.d.sync += rec.take(flat[:n], energy, 1)
                     m.next = "IDLE"
         return m
