@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,9 +44,13 @@ from ..gen.errors import TilefabError
 from .runner import VERILATOR_ARGS
 
 # Whole workloads run on this backend, so the model's speed matters more than its
-# build time (unlike the cocotb runner, which compiles at -O0): -O1 on the
-# per-cycle code runs ~1.5x faster than -O0 for ~1.5x the build, -Os/-O2 win no more.
-MAKE_OPT = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
+# build time (unlike the cocotb runner, which compiles at -O0): -O1 on the model
+# runs ~1.6x faster than -O0 and -O2/-Os no faster; Verilator's runtime library
+# barely runs per cycle and stays at -O0.
+MAKE_OPT = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0")
+# pyverilator always builds with --trace; tracing the ports only keeps the trace
+# code, compiled on every build and never run by default, small (~25 % of the build).
+BUILD_ARGS = (*VERILATOR_ARGS, "--trace-depth", "1")
 CXX_ARGS = "-std=c++20"
 BUILD_FORMAT = 1    # bump when the wrapper or the build below changes
 _ADDR = "tilefab_addr_"
@@ -55,7 +60,7 @@ _CTYPE = {1: ctypes.c_uint8, 2: ctypes.c_uint16, 4: ctypes.c_uint32, 8: ctypes.c
 def _build_key(text: str, module: str) -> str:
     parts = {"verilog": text, "module": module, "verilator": toolchain.verilator_version(),
              "pyverilator-mm": toolchain.dist_version("pyverilator-mm"),
-             "args": VERILATOR_ARGS, "cxx": CXX_ARGS, "make": MAKE_OPT, "format": BUILD_FORMAT}
+             "args": BUILD_ARGS, "cxx": CXX_ARGS, "make": MAKE_OPT, "format": BUILD_FORMAT}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -117,8 +122,9 @@ def _output_to(log: Path):
         os.close(saved[1])
 
 
-def _build(src: Path, build_dir: Path):
-    """Verilate and compile ``src`` in ``build_dir``; returns the loaded PyVerilator."""
+def _build(src: Path, module: str, build_dir: Path):
+    """Verilate and compile top ``module`` of ``src`` in ``build_dir``; returns the loaded
+    PyVerilator."""
     import pyverilator.verilator_tools
     import pyverilator.verilatorcpp
     from pyverilator import PyVerilator
@@ -133,12 +139,16 @@ def _build(src: Path, build_dir: Path):
              _patched(pyverilator.verilatorcpp, "template_cpp",
                       _with_port_addresses(pyverilator.verilatorcpp.template_cpp)), \
              _environ("MAKEFLAGS", " ".join(makeflags)), _output_to(log):
-            return PyVerilator.build(str(src), build_dir=str(build_dir), args=list(VERILATOR_ARGS),
+            return PyVerilator.build(str(src), build_dir=str(build_dir), args=[*BUILD_ARGS, "--top-module", module],
                                      cargs=CXX_ARGS)
     except Exception as exc:
+        step = type(exc).__name__
+        if isinstance(exc, subprocess.CalledProcessError):
+            step = f"{Path(exc.cmd[1] if exc.cmd[0] == 'perl' else exc.cmd[0]).name} " \
+                   f"exited with status {exc.returncode}"
         tail = "".join(log.read_text(errors="replace").splitlines(True)[-20:])
-        raise TilefabError(f"pyverilator: building {src.name} failed ({exc}); "
-                           f"log: {log}\n{tail}") from None
+        raise TilefabError(f"pyverilator: building {module} failed ({step}); log: {log}\n"
+                           f"{tail}") from None
 
 
 class _Port:
@@ -189,7 +199,7 @@ class VerilatedTop:
         stamp = self.build_dir / ".built"
         self.compiled = False
         with locked(self.build_dir):
-            if stamp.exists():
+            if stamp.exists() and so_file.exists():
                 ctypes.c_double.in_dll(ctypes.CDLL(str(so_file)), "main_time").value = 0.0
                 self._sim = PyVerilator(str(so_file))
             else:
@@ -197,13 +207,10 @@ class VerilatedTop:
                 self.build_dir.mkdir(parents=True)
                 src = self.build_dir / f"{module}.v"
                 src.write_text(text)
-                self._sim = _build(src, self.build_dir)
+                self._sim = _build(src, module, self.build_dir)
                 stamp.write_text(self.build_dir.name + "\n")
                 self.compiled = True
         sim = self._sim
-        if sim.module_name != module:
-            raise TilefabError(f"pyverilator: the Verilog's top module is {sim.module_name!r}, "
-                               f"not {module!r}")
         model = ctypes.c_void_p(sim.model)
         self._eval = sim.lib["eval"]
         self._eval.argtypes, self._eval.restype = [ctypes.c_void_p], ctypes.c_int
@@ -229,12 +236,12 @@ class VerilatedTop:
         try:
             return table[name]
         except KeyError:
-            raise ValueError(f"{self.module}: {name!r} is not an {kind}, must be one of "
+            raise ValueError(f"{self.module}: {name!r} is not {kind}, must be one of "
                              f"{', '.join(sorted(table))}") from None
 
     def poke(self, name: str, value: int) -> None:
         """Drive input ``name``; the model sees it at the next ``eval``, ``peek`` or ``tick``."""
-        port = self._inputs.get(name) or self._port(self._inputs, name, "input")
+        port = self._inputs.get(name) or self._port(self._inputs, name, "an input")
         if value == port.value:
             return
         if value < 0 or value >> port.width:
@@ -247,7 +254,7 @@ class VerilatedTop:
         """Port ``name`` as settled after the inputs poked so far."""
         if self._dirty:
             self.eval()
-        port = self._ports.get(name) or self._port(self._ports, name, "port")
+        port = self._ports.get(name) or self._port(self._ports, name, "a port")
         return port.read()
 
     def eval(self) -> None:
@@ -282,10 +289,12 @@ class HostPort:
         top.poke("host_in__valid", 0)
         top.poke("host_out__ready", 0)
         # Bound once: cycle() is the inner loop of whole-workload simulations.
-        p = top._ports
-        self._in_valid, self._in_ready = p["host_in__valid"], p["host_in__ready"]
-        self._out_ready, self._out_valid = p["host_out__ready"], p["host_out__valid"]
-        self._out_payload = p["host_out__payload"]
+        in_valid, in_ready, out_ready, out_valid, out_payload = (
+            top._port(top._ports, name, "a port") for name in (
+                "host_in__valid", "host_in__ready", "host_out__ready", "host_out__valid",
+                "host_out__payload"))
+        self._in_valid, self._in_ready = in_valid, in_ready
+        self._out_ready, self._out_valid, self._out_payload = out_ready, out_valid, out_payload
 
     def cycle(self, send: int | None, accept: bool) -> tuple[bool, int | None]:
         """One clock cycle: offer `send` on host_in (valid = send is not None) and
