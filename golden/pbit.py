@@ -27,8 +27,9 @@ sweep is n_colours cycles); frozen p-bits (clamped) never update. A run is a lis
 2^-w_frac) and the best energy/state is kept after every update cycle, keeping the
 first state that reaches a new strict minimum.
 
-Timing. The fully parallel array (``PBitArray``) spends one cycle per colour class and
-one cycle on the energy at the start of a run. The lane array (``PBitLanes``, model:
+Timing. The fully parallel array (``PBitArray``) spends one cycle per colour class,
+two cycles on the energy at the start of a run and two at its end, while the last
+update's energy and best state settle (``PARALLEL_RUN_OVERHEAD``). The lane array (``PBitLanes``, model:
 ``PBitMachine(..., lanes=P)``) makes the same decisions in the same order (p-bits of one
 colour share no edge, so the order within a class is immaterial) but reads one edge
 per lane per cycle: p-bit i sits in lane i mod P and costs e_i = max(1, nonzero J_ij)
@@ -47,6 +48,7 @@ import numpy as np
 
 MASK32 = np.uint32(0xFFFFFFFF)
 LANE_PASS_OVERHEAD = 6
+PARALLEL_RUN_OVERHEAD = 4
 
 
 # -- PRNG -------------------------------------------------------------------------------
@@ -279,11 +281,11 @@ class RunResult:
     update_cycles: int = 0
     updates: int = 0
     sweep_energy: list = field(default_factory=list)  # energy after every sweep
-    energy_cycles: int = 1                            # the energy pass at the start
+    energy_cycles: int = 1               # energy pass at the start (and pipeline drain)
 
     @property
     def cycles(self) -> int:
-        """Run cycles without output stalls: the energy pass plus the update cycles."""
+        """Run cycles without output stalls: energy pass and drain plus the update cycles."""
         return self.energy_cycles + self.update_cycles
 
 
@@ -344,7 +346,7 @@ class PBitMachine:
     def lane_costs(self, classes) -> tuple[int, list[int]]:
         """(energy-pass cycles, cycles per class) of the lane array for ``classes``."""
         if self.lanes is None:
-            return 1, [1] * len(classes)
+            return PARALLEL_RUN_OVERHEAD, [1] * len(classes)
         P = self.lanes
         entries = np.maximum(1, (self.J != 0).sum(axis=1))
         lane = np.arange(self.n) % P

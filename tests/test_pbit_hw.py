@@ -3,6 +3,7 @@
 import re
 import subprocess
 
+import numpy as np
 import pytest
 
 from tilefab.gen import toolchain
@@ -64,3 +65,27 @@ def test_verilator_lint_clean(tmp_path, kw):
 def test_synthesizes_for_ecp5():
     res = synthesize(to_verilog(ring(), "pbit_ring"), "pbit_ring", "ecp5")
     assert res.lut > 6 * 20 and res.ff >= 6 * 33      # per p-bit: spin + xorshift32 at least
+
+
+def test_share_groups_validated_and_checked_by_the_host():
+    from tilefab.gen.errors import ConfigError
+    from tilefab.gen.pbit import driver, graph
+
+    with pytest.raises(ValueError, match=r"share must list distinct p-bits in \[0, 5\]"):
+        ring(share=[[0, 0]])
+    with pytest.raises(ValueError, match="each in at most one group"):
+        ring(share=[[0, 3], [3, 4]])
+    groups = graph.colour_groups(graph.dsatur(RING))
+    assert sorted(i for g in groups for i in g) == list(range(6))
+    assert all(len({i % 2 for i in g}) == len(g) for g in groups)
+    a = ring(share=[[0, 2], [1, 4]], n_colours=3)
+    cfg = a.config()
+    assert cfg["share"] == [[0, 2], [1, 4]]
+    J = np.zeros((6, 6), dtype=np.int64)
+    for i in range(6):
+        J[i, (i + 1) % 6] = J[(i + 1) % 6, i] = -1
+    ok = np.array([0, 1, 2, 1, 0, 2])             # 0/2 and 1/4 differ
+    driver.encode(cfg, a.neighbours, [driver.Program(J, np.zeros(6), ok)])
+    with pytest.raises(ConfigError, match=r"p-bits 0 and 2 share an update datapath "
+                                          r"\(share group \[0, 2\]\) but both have colour 0"):
+        driver.encode(cfg, a.neighbours, [driver.Program(J, np.zeros(6), np.arange(6) % 2)])

@@ -37,8 +37,10 @@ def anneal_schedule(fmt: PBitFormat, sweeps: int, beta0: float, beta1: float,
 def factor_array(na: int, nb: int, seed: int = 1) -> tuple[PBitArray, logic.Multiplier]:
     mult = logic.multiplier(na, nb)
     nbrs = mult.circuit.neighbours()
+    # factor_program colours the same topology the same way, so groups never clash
     array = PBitArray(neighbours=nbrs, max_degree=max(map(len, nbrs)), n_colours=N_COLOURS,
                       seeds=pbit_seeds(seed, mult.circuit.n), word_bits=32,
+                      share=graph.colour_groups(graph.dsatur(nbrs)),
                       **{k: getattr(FORMAT, k) for k in FORMAT.__dataclass_fields__})
     return array, mult
 

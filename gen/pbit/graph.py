@@ -137,3 +137,12 @@ def random_sparse(n: int, max_degree: int, edges: int, rng: np.random.Generator,
         out.append((a, b))
     w = rng.choice(np.asarray(weights), len(out))
     return Graph(n, np.array(out, dtype=np.int64).reshape(-1, 2), w.astype(np.int64))
+
+
+def colour_groups(colours) -> list[list[int]]:
+    """Groups holding at most one p-bit of each colour (the k-th of every class), for
+    ``PBitArray(share=...)``: members never update in the same cycle."""
+    colours = np.asarray(colours)
+    classes = [np.flatnonzero(colours == c).tolist() for c in range(int(colours.max()) + 1)]
+    depth = max(map(len, classes))
+    return [[cls[k] for cls in classes if k < len(cls)] for k in range(depth)]

@@ -76,9 +76,12 @@ def _fmt_kwargs():
 
 
 def maxcut_array(gr: graph.Graph, n_colours: int, seed: int = 1) -> PBitArray:
-    return PBitArray(neighbours=gr.neighbours(), max_degree=max(1, int(gr.degrees().max())),
+    """The parallel array for ``gr``; p-bits of different DSATUR colours share the beta
+    multiplier and tanh read (``setup`` programs that same colouring)."""
+    nb = gr.neighbours()
+    return PBitArray(neighbours=nb, max_degree=max(1, int(gr.degrees().max())),
                      n_colours=n_colours, seeds=pbit_seeds(seed, gr.n), word_bits=32,
-                     **_fmt_kwargs())
+                     share=graph.colour_groups(graph.dsatur(nb)), **_fmt_kwargs())
 
 
 def lane_array(gr: graph.Graph, n_colours: int, seed: int = 1, lanes: int = LANES

@@ -32,11 +32,19 @@ Ports
             cycles: energy cycle + update cycles + stalls) and index 1 (update cycles).
   ``running`` high from RUN acceptance until the final records are queued.
 
+Sharing (``share``): p-bits listed in one group share one beta multiplier and one tanh
+read, driven by the member whose colour is updating; the program must give a group's
+members different colours (the host checks it). Groups from a colouring of the
+topology (one member per colour class) divide those units by the number of colours.
+
 Timing and guarantees
   * One colour class updates per cycle and its new spins are registered at the end of
     that cycle, so the next class sees them: exactly n/colours update decisions per
     cycle, a sweep every ``colours`` cycles, unless a sample is due while the previous
     one is still being sent (then the array stalls one cycle at a time).
+  * The energy change of an update cycle is summed in the next cycle and compared with
+    the best energy in the one after (off the update path); a run costs two cycles of
+    energy terms and sum before its first update and two of drain after its last.
   * A p-bit's xorshift32 generator advances only when that p-bit updates.
   * Energy is exact: computed once per run from scratch, then updated by
     2 m_i F_i for every flip (requires J symmetric with a zero diagonal); the best
@@ -52,6 +60,12 @@ import math
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+
+# A run's cycles beyond one per colour class: the energy terms and their sum at the
+# start, and the two cycles in which the last update's energy and best state settle.
+ENERGY_CYCLES = 2
+DRAIN_CYCLES = 2
 
 
 class Op(enum.IntEnum):
@@ -94,6 +108,14 @@ def _tree_sum(terms):
             nxt.append(terms[-1])
         terms = nxt
     return terms[0]
+
+
+def _or_all(values):
+    """OR of equal-width values: a multiplexer when at most one is non-zero."""
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
 
 
 def tanh_table(*, lut_size: int, lut_step_frac: int, rand_bits: int) -> list[int]:
@@ -159,7 +181,8 @@ class PBitArray(wiring.Component):
                  w_bits: int = 8, w_frac: int = 0, h_bits: int = 10,
                  beta_bits: int = 8, beta_frac: int = 4,
                  lut_size: int = 64, lut_step_frac: int = 3, rand_bits: int = 16,
-                 sched_depth: int = 8, sweep_bits: int = 16, word_bits: int = 32):
+                 sched_depth: int = 8, sweep_bits: int = 16, word_bits: int = 32,
+                 share=None):
         _check_int("max_degree", max_degree, 1)
         _check_int("n_colours", n_colours, 1, 256)
         _check_int("w_bits", w_bits, 2, 16)
@@ -197,6 +220,16 @@ class PBitArray(wiring.Component):
             raise ValueError(f"seeds must be {n} non-zero 32-bit integers, one per p-bit")
         if len(set(seeds)) != n:
             raise ValueError("seeds must be distinct, so p-bits draw decorrelated streams")
+        try:
+            groups = tuple(tuple(int(i) for i in grp) for grp in (share or ()))
+        except TypeError:
+            raise ValueError("share must be a sequence of p-bit index sequences")
+        seen = [i for grp in groups for i in grp]
+        if any(not 0 <= i < n for i in seen) or len(set(seen)) != len(seen):
+            raise ValueError(f"share must list distinct p-bits in [0, {n - 1}], each in at "
+                             f"most one group")
+        # every p-bit not in a group keeps a datapath of its own
+        self._share = groups + tuple((i,) for i in range(n) if i not in set(seen))
 
         self._n = n
         self._nbrs = nbrs
@@ -258,6 +291,7 @@ class PBitArray(wiring.Component):
             "data_bits": self.data_bits, "out_bits": self.out_bits,
             "colour_bits": self.colour_bits, "n_chunks": self.n_chunks,
             "energy_bits": self.energy_bits,
+            "share": [list(g) for g in self._share if len(g) > 1],
         }
 
     def elaborate(self, platform):
@@ -332,25 +366,47 @@ class PBitArray(wiring.Component):
         # -- per-p-bit datapath ------------------------------------------------------
         spin_next = Signal(n)
         tree_terms = []
+        fields, thresholds = [], [None] * n
         for i in range(n):
             terms = [Mux(spin[j], J[i][k], -J[i][k]) for k, j in enumerate(nbrs[i])]
             field = Signal(signed(fb), name=f"field{i}")
             m.d.comb += field.eq(_tree_sum(terms + [h[i]]))
-            mag = Signal(fb, name=f"mag{i}")
-            m.d.comb += mag.eq(Mux(field < 0, -field, field))
-            prod = Signal(self._beta_bits + fb, name=f"prod{i}")
+            fields.append(field)
+
+        # One beta multiplier and tanh read per group of p-bits that never update in
+        # the same cycle (different colours): the group's selected member drives it.
+        s = self._beta_frac + self._w_frac - self._lut_step_frac
+        for g, grp in enumerate(self._share):
+            if len(grp) == 1:
+                gfield = fields[grp[0]]
+            else:
+                gfield = Signal(signed(fb), name=f"gfield{g}")
+                # same bits: the members' colours differ, so at most one is selected
+                m.d.comb += gfield.eq(_or_all([
+                    Mux((colour[i] == colour_now) & ~clamp[i], fields[i].as_unsigned(), 0)
+                    for i in grp]))
+            mag = Signal(fb, name=f"mag{g}")
+            m.d.comb += mag.eq(Mux(gfield < 0, -gfield, gfield))
+            prod = Signal(self._beta_bits + fb, name=f"prod{g}")
             m.d.comb += prod.eq(beta * mag)
-            s = self._beta_frac + self._w_frac - self._lut_step_frac
-            idx = Signal(len(prod) + max(0, -s), name=f"lutidx{i}")
+            idx = Signal(len(prod) + max(0, -s), name=f"lutidx{g}")
             if s > 0:
                 m.d.comb += idx.eq((prod + (1 << (s - 1))) >> s)
             else:
                 m.d.comb += idx.eq(prod << (-s))
             rp = lut.read_port(domain="comb")
             m.d.comb += rp.addr.eq(idx)
-            t = Signal(rb, name=f"thr{i}")
+            t = Signal(rb, name=f"thr{g}")
             sat = idx >= self._lut_size
             m.d.comb += t.eq(Mux(sat, half, rp.data))
+            lo = Signal(rb + 1, name=f"lo{g}")
+            hi = Signal(rb + 1, name=f"hi{g}")
+            m.d.comb += [lo.eq(half - t), hi.eq(half + t)]
+            for i in grp:
+                thresholds[i] = (lo, hi)
+
+        for i in range(n):
+            field, (lo, hi) = fields[i], thresholds[i]
             r = rng[i]
             x1 = Signal(32, name=f"xs{i}a")
             x2 = Signal(32, name=f"xs{i}b")
@@ -358,9 +414,6 @@ class PBitArray(wiring.Component):
             m.d.comb += [x1.eq(r ^ (r << 13)[:32]), x2.eq(x1 ^ (x1 >> 17)),
                          x3.eq(x2 ^ (x2 << 5)[:32])]
             u = x3[32 - rb:]
-            lo = Signal(rb + 1, name=f"lo{i}")
-            hi = Signal(rb + 1, name=f"hi{i}")
-            m.d.comb += [lo.eq(half - t), hi.eq(half + t)]
             up = Signal(name=f"up{i}")
             m.d.comb += up.eq(Mux(field < 0, u < lo, u < hi))
             upd = Signal(name=f"upd{i}")
@@ -370,29 +423,45 @@ class PBitArray(wiring.Component):
                 m.d.sync += r.eq(x3)
             flip_term = Mux(upd & (up != spin[i]), Mux(spin[i], field << 1, -(field << 1)), 0)
             init_term = Mux(spin[i], field + h[i], -(field + h[i]))
+            # Registered, so the energy tree and best-state update run in the two
+            # cycles after the update instead of lengthening it.
             term = Signal(signed(fb + 2), name=f"eterm{i}")
-            m.d.comb += term.eq(Mux(init_mode, init_term, flip_term))
+            m.d.sync += term.eq(Mux(init_mode, init_term, flip_term))
             tree_terms.append(term)
 
+        # e1: the update (or energy-term) cycle has registered its terms this cycle
+        # e2: energy_d/spin_d hold the energy and spins after that update
+        e1, e2, e1_sample = Signal(), Signal(), Signal()
         total = Signal(signed(eb + 2))
         m.d.comb += total.eq(_tree_sum(tree_terms))
         energy_next = Signal(signed(eb))
         m.d.comb += energy_next.eq(energy + total)
         energy_init = Signal(signed(eb))
         m.d.comb += energy_init.eq(-(total >> 1))     # the sum is even for symmetric J
+        energy_d = Signal(signed(eb))
+        spin_d = Signal(n)
 
         # -- snapshot and output records ---------------------------------------------
         rec = RecordUnit(m, self.out, n=n, word_bits=W, energy_bits=eb, best_spin=best_spin,
                          best_energy=best_energy, cycles=cycles, update_cycles=update_cycles)
         snap_busy, take_snapshot = rec.busy, rec.take
 
+        m.d.sync += [e1.eq(0), e2.eq(e1), e1_sample.eq(0)]
+        with m.If(e1):
+            m.d.sync += [energy.eq(energy_next), energy_d.eq(energy_next), spin_d.eq(spin)]
+            with m.If(e1_sample):
+                m.d.sync += take_snapshot(spin, energy_next, 0)
+        with m.If(e2 & (energy_d < best_energy)):
+            m.d.sync += [best_energy.eq(energy_d), best_spin.eq(spin_d)]
+
         # -- controller --------------------------------------------------------------
         last_colour = colour_now == colours_used
         sample_due = last_colour & (sample_every != 0) & (since_sample + 1 == sample_every)
+        in_flight = e1 | e2
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.ctrl.ready.eq(~snap_busy)
+                m.d.comb += self.ctrl.ready.eq(~snap_busy & ~in_flight)
                 for i in range(n):
                     with m.If(wr(Op.STATE, i)):
                         m.d.sync += spin[i].eq(ctrl.data[0])
@@ -404,29 +473,32 @@ class PBitArray(wiring.Component):
                     m.next = "READ"
             with m.State("READ"):
                 m.d.comb += init_mode.eq(1)
+                m.next = "READ_SUM"
+            with m.State("READ_SUM"):
                 m.d.sync += [energy.eq(energy_init), *take_snapshot(spin, energy_init, 1)]
                 m.next = "IDLE"
             with m.State("INIT"):
                 m.d.comb += [init_mode.eq(1), self.running.eq(1)]
+                m.next = "INIT_SUM"
+            with m.State("INIT_SUM"):
+                m.d.comb += self.running.eq(1)
                 m.d.sync += [energy.eq(energy_init), best_energy.eq(energy_init),
                              best_spin.eq(spin), entry.eq(0), sweep_in_entry.eq(0),
-                             colour_now.eq(0), since_sample.eq(0), cycles.eq(1),
+                             colour_now.eq(0), since_sample.eq(0), cycles.eq(ENERGY_CYCLES),
                              update_cycles.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
-                with m.If(~(sample_due & snap_busy)):
+                # a due sample waits until the record unit will be free when it is taken
+                with m.If(~(sample_due & (snap_busy | e1_sample))):
                     m.d.comb += step.eq(1)
                     m.d.sync += [update_cycles.eq(update_cycles + 1), spin.eq(spin_next),
-                                 energy.eq(energy_next)]
-                    with m.If(energy_next < best_energy):
-                        m.d.sync += [best_energy.eq(energy_next), best_spin.eq(spin_next)]
+                                 e1.eq(1)]
                     with m.If(last_colour):
                         m.d.sync += colour_now.eq(0)
                         with m.If(sample_due):
-                            m.d.sync += [since_sample.eq(0),
-                                         *take_snapshot(spin_next, energy_next, 0)]
+                            m.d.sync += [since_sample.eq(0), e1_sample.eq(1)]
                         with m.Else():
                             m.d.sync += since_sample.eq(since_sample + 1)
                         with m.If((sweep_in_entry + 1)[:self._sweep_bits] == sr.data.sweeps):
@@ -441,7 +513,9 @@ class PBitArray(wiring.Component):
                         m.d.sync += colour_now.eq(colour_now + 1)
             with m.State("FINISH"):
                 m.d.comb += self.running.eq(1)
-                with m.If(~snap_busy):
+                with m.If(in_flight):
+                    m.d.sync += cycles.eq(cycles + 1)       # the energy pipeline drains
+                with m.If(~snap_busy & ~in_flight):
                     m.d.sync += take_snapshot(spin, energy, 1)
                     m.next = "IDLE"
         return m
