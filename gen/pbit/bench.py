@@ -97,6 +97,21 @@ def _lane_reference(n: int):
         f"pbit_lanes_ref{n}"
 
 
+def ebr_bound(avg_degree: int) -> int:
+    """Largest n whose lane-array memories fit the ECP5-85F's DP16KD blocks.
+
+    Edge entries ({nbr, J, last} <= 18 bits for n < 8192) pack 1024 to a block; node
+    table and PRNG words (<= 36 bits each) 512 to a block.
+    """
+    n = 1
+    while True:
+        nxt = n * 2 if n < 1024 else n + 64
+        if -(-nxt * avg_degree // 1024) + 2 * -(-nxt // 512) > ECP5_85F_EBR or nxt >= 8192:
+            break
+        n = nxt
+    return n
+
+
 def lane_synth_figures() -> dict:
     """Per-p-bit slope and totals of two lane arrays (8 lanes) on ECP5 and iCE40."""
     from ..emit import to_verilog
@@ -155,8 +170,8 @@ def bench(args) -> int:
         fmax["lanes"] = fmax_mhz(*_lane_reference(LANE_REF_N[0]))
         if fmax["parallel"]:
             print(f"Fmax (nextpnr-ecp5, 85F) parallel array, {FMAX_REF_N} p-bits of degree 4: "
-                  f"{fmax['parallel']:.1f} MHz (whole update in one cycle; deeper adder "
-                  f"trees are slower)")
+                  f"{fmax['parallel']:.1f} MHz (a colour's update in one cycle, energy and "
+                  f"best state pipelined after it; deeper adder trees are slower)")
         if fmax["lanes"]:
             print(f"Fmax (nextpnr-ecp5, 85F) lane array, {LANE_REF_N[0]} p-bits, "
                   f"{LANE_REF['lanes']} lanes, 6-stage pipeline: {fmax['lanes']:.1f} MHz "
@@ -221,13 +236,12 @@ def bench(args) -> int:
                   f"{FMAX_REF_N} p-bits); controller ~{f['overhead']:.0f} LUT4")
         e = figs["ecp5"]
         lut_bound = int((ECP5_85F_LUTS - e["overhead"]) // e["lut_per_pbit"])
-        msg = f"ECP5-85F: {lut_bound} degree-4 p-bits by LUTs"
-        if e["dsp_per_pbit"] > 0.5:
-            msg += (f"; yosys puts each p-bit's beta multiplier in a MULT18X18D, so the "
-                    f"{ECP5_85F_DSPS} DSPs cap it at {ECP5_85F_DSPS} unless the rest go to "
-                    f"LUTs (iCE40 figure: {figs['ice40']['lut_per_pbit']:.0f} LUT4/p-bit, "
-                    f"no DSP -> "
-                    f"{int((ECP5_85F_LUTS - e['overhead']) // figs['ice40']['lut_per_pbit'])})")
+        msg = f"ECP5-85F, parallel array: {lut_bound} degree-4 p-bits by LUTs"
+        if e["dsp_per_pbit"] > 0:
+            dsp_bound = int(ECP5_85F_DSPS / e["dsp_per_pbit"])
+            msg += (f", {dsp_bound} by DSPs (yosys maps each shared beta multiplier to a "
+                    f"MULT18X18D; {e['dsp_per_pbit']:.2f} per p-bit) -> "
+                    f"{min(lut_bound, dsp_bound)}")
         print(msg)
         lf = lane_synth_figures()
         for fam, f in lf.items():
@@ -238,10 +252,13 @@ def bench(args) -> int:
                   f"{LANE_REF_N[1]}); totals: {f['lines'][0]} | {f['lines'][1]}")
         e = lf["ecp5"]
         lut_cap = int((ECP5_85F_LUTS - e["overhead"]) // max(e["per"]["lut"], 1e-9))
-        print(f"ECP5-85F, lane array: {lut_cap} p-bits by LUTs with {LANE_REF['lanes']} lanes "
-              f"({e['r2'].ram} of {ECP5_85F_EBR} DP16KD and {e['r2'].dsp} of {ECP5_85F_DSPS} "
-              f"DSPs at {LANE_REF_N[1]} p-bits; J capacity {LANE_REF['lanes']} x "
-              f"{LANE_REF['edge_depth']} edge entries)")
+        print(f"ECP5-85F, lane array ({LANE_REF['lanes']} lanes): {lut_cap} p-bits by LUTs; "
+              f"{e['r2'].dsp} of {ECP5_85F_DSPS} DSPs (one per lane)")
+        for deg in (20, 48):
+            n_ebr = ebr_bound(deg)
+            print(f"  block RAM (model: DP16KD as 1024x18 for J entries, 512x36 for node "
+                  f"table and PRNG state): {n_ebr} p-bits of average degree {deg} fill the "
+                  f"{ECP5_85F_EBR} DP16KD -> {min(lut_cap, n_ebr)} p-bits at degree {deg}")
     return 0
 
 
