@@ -141,8 +141,11 @@ def fmax_mhz(array=None, top=None) -> float | None:
         return None
     if array is None:
         array, top = _reference_array(FMAX_REF_N)
-    synthesize(to_verilog(array, top), top, "ecp5")
-    work = sorted((cache_root() / "synth").glob(f"{top}-ecp5-*"))[0]
+    verilog = to_verilog(array, top)
+    synthesize(verilog, top, "ecp5")
+    # the synthesis folder of this very netlist (older builds of ``top`` may be cached)
+    work = next(d for d in (cache_root() / "synth").glob(f"{top}-ecp5-*")
+                if (d / f"{top}.v").is_file() and (d / f"{top}.v").read_text() == verilog)
     log = work / "nextpnr.log"
     if not log.exists():
         p = subprocess.run([nextpnr, "--85k", "--package", "CABGA381", "--json",
