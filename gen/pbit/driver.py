@@ -100,6 +100,12 @@ def check_program(cfg: dict, neighbours, prog: Program):
     if colours.shape != (n,) or colours.min() < 0 or colours.max() >= cfg["n_colours"]:
         raise ConfigError("colours", f"one colour per p-bit in [0, {cfg['n_colours'] - 1}] "
                                      f"(the array has n_colours={cfg['n_colours']})")
+    clash = np.argwhere((J != 0) & (colours[:, None] == colours[None, :]))
+    if len(clash):
+        i, j = clash[0]
+        raise ConfigError("colours", f"p-bits {i} and {j} are coupled (J={J[i, j]}) but share "
+                                     f"colour {colours[i]}; coupled p-bits must not update "
+                                     f"in the same cycle")
     for grp in cfg.get("share", ()):
         c = colours[grp]
         if len(set(c.tolist())) != len(grp):
@@ -107,12 +113,6 @@ def check_program(cfg: dict, neighbours, prog: Program):
             raise ConfigError("colours", f"p-bits {i} and {j} share an update datapath "
                                          f"(share group {list(grp)}) but both have colour "
                                          f"{colours[i]}; members of a group must differ")
-    clash = np.argwhere((J != 0) & (colours[:, None] == colours[None, :]))
-    if len(clash):
-        i, j = clash[0]
-        raise ConfigError("colours", f"p-bits {i} and {j} are coupled (J={J[i, j]}) but share "
-                                     f"colour {colours[i]}; coupled p-bits must not update "
-                                     f"in the same cycle")
 
 
 def lane_entries(J) -> np.ndarray:
