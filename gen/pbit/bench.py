@@ -119,9 +119,11 @@ def lane_synth_figures() -> dict:
 
     out = {}
     for fam in ("ecp5", "ice40"):
-        (n1, r1), (n2, r2) = [(n, synthesize(to_verilog(*_lane_reference(n)),
-                                             _lane_reference(n)[1], fam))
-                              for n in LANE_REF_N]
+        pts = []
+        for n in LANE_REF_N:
+            array, top = _lane_reference(n)
+            pts.append((n, synthesize(to_verilog(array, top), top, fam)))
+        (n1, r1), (n2, r2) = pts
         per = {k: (getattr(r2, k) - getattr(r1, k)) / (n2 - n1)
                for k in ("lut", "ff", "dsp", "ram")}
         out[fam] = {"per": per, "r1": r1, "r2": r2,
