@@ -57,7 +57,7 @@ from __future__ import annotations
 import enum
 import math
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -95,6 +95,24 @@ def _check_int(name, value, lo, hi=None):
             or (hi is not None and value > hi):
         allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
         raise ValueError(f"{name} must be {allowed}, not {value!r}")
+
+
+def check_formats(*, n_colours, w_bits, w_frac, h_bits, beta_bits, beta_frac, rand_bits,
+                  lut_size, lut_step_frac, sched_depth, sweep_bits, word_bits):
+    """The number formats and sizes every p-bit array shares, checked one way."""
+    _check_int("n_colours", n_colours, 1, 256)
+    _check_int("w_bits", w_bits, 2, 16)
+    _check_int("w_frac", w_frac, 0, w_bits - 1)
+    _check_int("h_bits", h_bits, 2, 24)
+    _check_int("beta_bits", beta_bits, 1, 16)
+    _check_int("beta_frac", beta_frac, 0, beta_bits)
+    _check_int("rand_bits", rand_bits, 2, 32)
+    _check_int("lut_step_frac", lut_step_frac, 0, 16)
+    _check_int("sched_depth", sched_depth, 1, 1024)
+    _check_int("sweep_bits", sweep_bits, 1, 32 - beta_bits if beta_bits < 32 else 1)
+    _check_int("word_bits", word_bits, 1, 64)
+    if not isinstance(lut_size, int) or lut_size < 2 or lut_size & (lut_size - 1):
+        raise ValueError(f"lut_size must be a power of two >= 2, not {lut_size!r}")
 
 
 def _tree_sum(terms):
@@ -184,19 +202,10 @@ class PBitArray(wiring.Component):
                  sched_depth: int = 8, sweep_bits: int = 16, word_bits: int = 32,
                  share=None):
         _check_int("max_degree", max_degree, 1)
-        _check_int("n_colours", n_colours, 1, 256)
-        _check_int("w_bits", w_bits, 2, 16)
-        _check_int("w_frac", w_frac, 0, w_bits - 1)
-        _check_int("h_bits", h_bits, 2, 24)
-        _check_int("beta_bits", beta_bits, 1, 16)
-        _check_int("beta_frac", beta_frac, 0, beta_bits)
-        _check_int("rand_bits", rand_bits, 2, 32)
-        _check_int("lut_step_frac", lut_step_frac, 0, 16)
-        _check_int("sched_depth", sched_depth, 1, 1024)
-        _check_int("sweep_bits", sweep_bits, 1, 32 - beta_bits if beta_bits < 32 else 1)
-        _check_int("word_bits", word_bits, 1, 64)
-        if not isinstance(lut_size, int) or lut_size < 2 or lut_size & (lut_size - 1):
-            raise ValueError(f"lut_size must be a power of two >= 2, not {lut_size!r}")
+        check_formats(n_colours=n_colours, w_bits=w_bits, w_frac=w_frac, h_bits=h_bits,
+                      beta_bits=beta_bits, beta_frac=beta_frac, rand_bits=rand_bits,
+                      lut_size=lut_size, lut_step_frac=lut_step_frac,
+                      sched_depth=sched_depth, sweep_bits=sweep_bits, word_bits=word_bits)
         try:
             nbrs = tuple(tuple(int(j) for j in row) for row in neighbours)
         except TypeError:
@@ -302,7 +311,6 @@ class PBitArray(wiring.Component):
         fb = self.field_bits
         eb = self.energy_bits
         W = self._word_bits
-        nch = self.n_chunks
 
         ctrl = self.ctrl.payload
         take = Signal()

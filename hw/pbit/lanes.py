@@ -45,7 +45,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .array import RecordUnit, _bits, _check_int, tanh_table
+from .array import RecordUnit, _bits, _check_int, check_formats, tanh_table
 
 DRAIN = 4            # pipeline stages after the issue stage that still hold a p-bit
 
@@ -81,19 +81,10 @@ class PBitLanes(wiring.Component):
             raise ValueError(f"lanes must be a power of two in [1, 64], not {lanes!r}")
         _check_int("edge_depth", edge_depth, 1, 1 << 20)
         _check_int("max_degree", max_degree, 1, n)
-        _check_int("n_colours", n_colours, 1, 256)
-        _check_int("w_bits", w_bits, 2, 16)
-        _check_int("w_frac", w_frac, 0, w_bits - 1)
-        _check_int("h_bits", h_bits, 2, 24)
-        _check_int("beta_bits", beta_bits, 1, 16)
-        _check_int("beta_frac", beta_frac, 0, beta_bits)
-        _check_int("rand_bits", rand_bits, 2, 32)
-        _check_int("lut_step_frac", lut_step_frac, 0, 16)
-        _check_int("sched_depth", sched_depth, 1, 1024)
-        _check_int("sweep_bits", sweep_bits, 1, 32 - beta_bits if beta_bits < 32 else 1)
-        _check_int("word_bits", word_bits, 1, 64)
-        if not isinstance(lut_size, int) or lut_size < 2 or lut_size & (lut_size - 1):
-            raise ValueError(f"lut_size must be a power of two >= 2, not {lut_size!r}")
+        check_formats(n_colours=n_colours, w_bits=w_bits, w_frac=w_frac, h_bits=h_bits,
+                      beta_bits=beta_bits, beta_frac=beta_frac, rand_bits=rand_bits,
+                      lut_size=lut_size, lut_step_frac=lut_step_frac,
+                      sched_depth=sched_depth, sweep_bits=sweep_bits, word_bits=word_bits)
         seeds = tuple(seeds)
         if len(seeds) != n or any(not isinstance(s, int) or not 0 < s < 2**32 for s in seeds):
             raise ValueError(f"seeds must be {n} non-zero 32-bit integers, one per p-bit")
