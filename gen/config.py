@@ -22,32 +22,19 @@ import yaml
 
 from .. import __version__
 from ..golden.packet import coord_bits_for
+from ..hw.fabric import TILE_KINDS
 from .errors import ConfigError
 
 MAX_DIM = 16
 COUNTER_BITS = 32
 
-# Per tile kind: the JSON schema of its parameters (all optional, with defaults).
-TILE_PARAMS = {
-    "memory": {
-        "depth": {"type": "integer", "minimum": 1, "maximum": 65532, "default": 256,
-                  "description": "words of scratchpad"},
-    },
-    "gemm": {
-        "lanes": {"type": "integer", "minimum": 1, "maximum": 32, "default": 8,
-                  "description": "signed integer MACs per cycle"},
-        "op_bits": {"type": "integer", "minimum": 4, "maximum": 16, "default": 8,
-                    "description": "operand width (two's complement)"},
-        "max_k": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 1024,
-                  "description": "largest K the accumulators are sized for"},
-        "a_words": {"type": "integer", "minimum": 16, "maximum": 65536, "default": 512,
-                    "description": "A scratchpad depth in packet-data words"},
-        "b_words": {"type": "integer", "minimum": 16, "maximum": 65536, "default": 512,
-                    "description": "B scratchpad depth in packet-data words"},
-        "jobs": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
-                 "description": "EXEC descriptor queue depth"},
-    },
-}
+
+
+def tile_kinds() -> dict:
+    """Kind name -> the JSON schema of its parameters, derived from ``Tile.Params.PARAMS``."""
+    return {kind: {p.name: p.schema() for p in cls.Params.PARAMS}
+            for kind, cls in TILE_KINDS.items()}
+
 
 PACKET_FIELDS = ("data_bits", "addr_bits", "coord_bits")
 
@@ -163,12 +150,12 @@ def _fill_defaults(instance: dict, schema: dict) -> dict:
 def _tile(spec: dict, where: tuple) -> dict:
     path = _path(where)
     kind = spec.get("kind")
-    if kind not in TILE_PARAMS:
-        raise ConfigError(f"{path}.kind", f"{json.dumps(kind)} is not a tile kind, must be one "
-                                          f"of {', '.join(sorted(TILE_PARAMS))}")
+    if not isinstance(kind, str) or kind not in TILE_KINDS:
+        raise ConfigError(f"{path}.kind", f"{json.dumps(kind, default=repr)} is not a tile "
+                                          f"kind, must be one of {', '.join(sorted(TILE_KINDS))}")
     params = {k: v for k, v in spec.items() if k not in ("kind", "x", "y")}
     schema = {"type": "object", "additionalProperties": False,
-              "properties": TILE_PARAMS[kind]}
+              "properties": tile_kinds()[kind]}
     _validate(params, schema, base=where)
     return {"kind": kind, **_fill_defaults(params, schema)}
 
@@ -216,32 +203,25 @@ def resolve(raw) -> dict:
         seen[(x, y)] = k
         grid[(x, y)] = _tile(spec, ("tiles", "at", k))
 
-    limit = (1 << pkt["addr_bits"]) - 4
     for (x, y), t in grid.items():
         where = f"tiles.at[{seen[(x, y)]}]" if (x, y) in seen else "tiles.default"
-        if t["kind"] == "memory" and t["depth"] > limit:
-            raise ConfigError(f"{where}.depth",
-                              f"{t['depth']} is not allowed, must be 1..{limit} with "
-                              f"packet.addr_bits {pkt['addr_bits']}")
-        if t["kind"] == "gemm":
-            _check_gemm(t, pkt, where)
+        tile_params(t, pkt, where)
     cfg["tile_map"] = [{"x": x, "y": y, **grid[(x, y)]}
                        for y in range(rows) for x in range(cols)]
     return cfg
 
 
-def _check_gemm(tile: dict, pkt: dict, where: str):
-    """Rules spanning a GEMM tile's parameters and the packet widths, as the tile states them."""
-    from ..hw.tiles.gemm import GemmParams
-
-    params = {k: v for k, v in tile.items() if k != "kind"}
+def tile_params(tile: dict, pkt: dict, where: str = "tiles"):
+    """The kind's checked parameter object; rules spanning the packet widths raise here."""
+    params = {k: v for k, v in tile.items() if k not in ("kind", "x", "y")}
     try:
-        GemmParams(data_bits=pkt["data_bits"], addr_bits=pkt["addr_bits"], **params)
+        return TILE_KINDS[tile["kind"]].Params(data_bits=pkt["data_bits"],
+                                               addr_bits=pkt["addr_bits"], **params)
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         context = ", ".join(f"{k} {v}" for k, v in params.items())
         if field in PACKET_FIELDS:
-            raise ConfigError(f"packet.{field}", f"{message} (gemm tile at {where}: "
+            raise ConfigError(f"packet.{field}", f"{message} ({tile['kind']} tile at {where}: "
                                                  f"{context})") from None
         raise ConfigError(f"{where}.{field}", f"{message} (packet.data_bits "
                                               f"{pkt['data_bits']}, addr_bits "

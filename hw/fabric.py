@@ -2,10 +2,11 @@
 
 Ports: ``host_in`` (packets from the host) and ``host_out`` (packets to it).
 
-Every tile kind is a component with a NoC-facing stream pair ``i`` (into the
-tile) and ``o`` (out of it); a tile that has a ``dropped`` input is given its
-router's drop counter. ``TILE_KINDS`` maps a kind name to its constructor, which
-takes ``layout``, ``x``, ``y`` and the kind's own parameters as keywords.
+Every tile kind implements the tile contract (``tile.TileSignature``: the
+NoC-facing stream pair ``i``/``o`` and its router's drop counter ``dropped``);
+the fabric refuses a tile whose signature is anything else. ``TILE_KINDS`` maps a
+kind name to its component class, constructed with ``layout``, ``x``, ``y`` and
+the kind's own parameters as keywords; ``cls.Params`` declares and checks them.
 """
 
 from amaranth import *
@@ -13,6 +14,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .noc.mesh import Mesh
+from .tile import TileSignature
 from .tiles.gemm import GemmTile
 from .tiles.memory import MemoryTile
 
@@ -37,7 +39,11 @@ class Fabric(wiring.Component):
                 if kind not in TILE_KINDS:
                     raise ValueError(f"tiles[{x},{y}].kind: {kind!r} is not a tile kind, must "
                                      f"be one of {', '.join(sorted(TILE_KINDS))}")
-                self._tiles[(x, y)] = TILE_KINDS[kind](layout=layout, x=x, y=y, **params)
+                tile = TILE_KINDS[kind](layout=layout, x=x, y=y, **params)
+                if tile.signature != TileSignature(layout):
+                    raise TypeError(f"tiles[{x},{y}]: a {kind} tile must implement "
+                                    f"TileSignature({layout!r}), not {tile.signature!r}")
+                self._tiles[(x, y)] = tile
         super().__init__({
             "host_in": In(stream.Signature(layout)),
             "host_out": Out(stream.Signature(layout)),
@@ -53,6 +59,5 @@ class Fabric(wiring.Component):
             m.submodules[f"tile_{x}_{y}"] = tile
             wiring.connect(m, mesh.tile_out[i], tile.i)
             wiring.connect(m, tile.o, mesh.tile_in[i])
-            if "dropped" in tile.signature.members:
-                m.d.comb += tile.dropped.eq(mesh.dropped[i])
+            m.d.comb += tile.dropped.eq(mesh.dropped[i])
         return m

@@ -39,6 +39,8 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..noc.packet import Op
+from ..tile import (COUNTER_BITS, Param, TileSignature, check_params, field_width,
+                    layout_positions)
 
 STATUS_REGISTERS = ("dropped", "errors", "flits_in", "flits_out", "words", "jobs_done",
                     "busy", "stall_operands", "stall_noc")
@@ -65,17 +67,19 @@ def _ceil_div(a, b):
 class GemmParams:
     """A GEMM tile's parameters, checked, with every quantity derived from them."""
 
-    def __init__(self, *, data_bits: int, addr_bits: int, lanes: int = 8, op_bits: int = 8,
-                 max_k: int = 1024, a_words: int = 512, b_words: int = 512, jobs: int = 4):
-        def need(name, value, lo, hi):
-            if not isinstance(value, int) or not lo <= value <= hi:
-                raise ValueError(f"{name}: {value!r} is not allowed, must be {lo}..{hi}")
-        need("lanes", lanes, 1, 32)
-        need("op_bits", op_bits, 4, 16)
-        need("max_k", max_k, 1, 65535)
-        need("a_words", a_words, 16, 65536)
-        need("b_words", b_words, 16, 65536)
-        need("jobs", jobs, 1, 64)
+    PARAMS = (
+        Param("lanes", 8, lo=1, hi=32, doc="signed integer MACs per cycle"),
+        Param("op_bits", 8, lo=4, hi=16, doc="operand width (two's complement)"),
+        Param("max_k", 1024, lo=1, hi=65535, doc="largest K the accumulators are sized for"),
+        Param("a_words", 512, lo=16, hi=65536, doc="A scratchpad depth in packet-data words"),
+        Param("b_words", 512, lo=16, hi=65536, doc="B scratchpad depth in packet-data words"),
+        Param("jobs", 4, lo=1, hi=64, doc="EXEC descriptor queue depth"),
+    )
+
+    def __init__(self, *, data_bits: int, addr_bits: int, **values):
+        v = check_params(self.PARAMS, values, "gemm tile")
+        lanes, op_bits, max_k = v["lanes"], v["op_bits"], v["max_k"]
+        a_words, b_words, jobs = v["a_words"], v["b_words"], v["jobs"]
         if data_bits % (lanes * op_bits):
             raise ValueError(f"data_bits: {data_bits} is not allowed, must be a multiple of "
                              f"lanes*op_bits = {lanes * op_bits}")
@@ -110,19 +114,32 @@ class GemmParams:
             raise ValueError(f"b_words: {b_words} is not allowed, must hold one B block of "
                              f"max_k: at least {_ceil_div(max_k, self.rows_per_b_word)}")
 
+    def manifest(self) -> dict:
+        """What a host needs to drive this tile, as the tile derives it."""
+        base = status_base(self.addr_bits)
+        return {
+            "acc_bits": self.acc_bits,
+            "operands_per_word": self.operands_per_word,
+            "rows_per_b_word": self.rows_per_b_word,
+            "results_per_flit": self.results_per_flit,
+            "flits_per_group": self.flits_per_group,
+            "b_base": 0,
+            "a_base": self.b_words,
+            "descriptor": layout_positions(self.descriptor_layout),
+            "status_registers": {name: base + k for k, name in enumerate(STATUS_REGISTERS)},
+        }
+
 
 class GemmTile(wiring.Component):
-    def __init__(self, *, layout, x: int, y: int, counter_bits: int = 32, **params):
-        self.params = GemmParams(data_bits=Shape.cast(layout["data"].shape).width,
-                                 addr_bits=Shape.cast(layout["addr"].shape).width, **params)
+    Params = GemmParams
+
+    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS, **params):
+        self.params = GemmParams(data_bits=field_width(layout, "data"),
+                                 addr_bits=field_width(layout, "addr"), **params)
         self._layout = layout
         self._x, self._y = x, y
         self._counter_bits = counter_bits
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-            "dropped": In(counter_bits),
-        })
+        super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
         m = Module()

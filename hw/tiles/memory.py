@@ -22,10 +22,10 @@ cannot leave holds the input (backpressure), nothing is dropped.
 """
 
 from amaranth import *
-from amaranth.lib import memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import memory, wiring
 
 from ..noc.packet import Op
+from ..tile import COUNTER_BITS, Param, TileSignature, check_params, field_width
 
 STATUS_REGISTERS = ("dropped", "errors", "received", "sent")
 
@@ -34,23 +34,42 @@ def status_base(addr_bits: int) -> int:
     return (1 << addr_bits) - len(STATUS_REGISTERS)
 
 
-class MemoryTile(wiring.Component):
-    def __init__(self, *, layout, x: int, y: int, depth: int, counter_bits: int = 32):
-        addr_bits = Shape.cast(layout["addr"].shape).width
+class MemoryParams:
+    """A memory tile's parameters, checked against the packet's address width."""
+
+    PARAMS = (
+        Param("depth", 256, lo=1, hi=65532,
+              doc="words of scratchpad"),
+    )
+
+    def __init__(self, *, data_bits: int, addr_bits: int, **values):
+        v = check_params(self.PARAMS, values, "memory tile")
+        self.depth = v["depth"]
+        self.data_bits, self.addr_bits = data_bits, addr_bits
         limit = status_base(addr_bits)
-        if not isinstance(depth, int) or not 1 <= depth <= limit:
-            raise ValueError(f"depth: {depth!r} is not allowed, must be 1..{limit} "
-                             f"(addr_bits {addr_bits} minus {len(STATUS_REGISTERS)} status "
-                             f"registers)")
+        if self.depth > limit:
+            raise ValueError(f"depth: {self.depth} is not allowed, must be 1..{limit} with "
+                             f"packet.addr_bits {addr_bits} ({len(STATUS_REGISTERS)} addresses "
+                             f"hold the status registers)")
+
+    def manifest(self) -> dict:
+        base = status_base(self.addr_bits)
+        return {"depth": self.depth,
+                "status_registers": {name: base + k for k, name in enumerate(STATUS_REGISTERS)}}
+
+
+class MemoryTile(wiring.Component):
+    Params = MemoryParams
+
+    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS, **params):
+        addr_bits = field_width(layout, "addr")
+        self.params = MemoryParams(data_bits=field_width(layout, "data"), addr_bits=addr_bits,
+                                   **params)
         self._layout = layout
         self._x, self._y = x, y
-        self._depth = depth
+        self._depth = self.params.depth
         self._addr_bits = addr_bits
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-            "dropped": In(counter_bits),
-        })
+        super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
         m = Module()
