@@ -20,9 +20,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .. import __version__
+from .. import __version__, hw
 from ..golden.packet import coord_bits_for
 from ..hw.fabric import TILE_KINDS
+from . import toolchain
 from .errors import ConfigError
 
 MAX_DIM = 16
@@ -247,7 +248,6 @@ def load(path) -> dict:
 
 def hw_source_hash() -> str:
     """A hash of the Amaranth sources, so an edited block never reuses stale RTL."""
-    from .. import hw
 
     root = Path(hw.__file__).parent
     h = hashlib.sha256()
@@ -265,7 +265,6 @@ def as_config(config) -> dict:
 
 def config_hash(cfg: dict, top: str = "fabric") -> str:
     """A content hash of everything that determines the generated RTL."""
-    from . import toolchain
 
     blob = json.dumps({"config": cfg, "top": top, "tilefab": __version__,
                        "hw": hw_source_hash(), "tools": toolchain.versions()}, sort_keys=True)

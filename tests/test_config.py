@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tilefab.gen.config import load, resolve
 from tilefab.gen.errors import ConfigError
 
@@ -76,7 +75,7 @@ def test_depth_limited_by_address_width():
 def test_cli_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("mesh:\n  cols: 0\n  rows: 2\n")
-    proc = subprocess.run([sys.executable, "-m", "tilefab.gen.cli", "generate", str(bad),
+    proc = subprocess.run([sys.executable, "-m", "tilefab.cli", "generate", str(bad),
                            "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "mesh.cols: 0 is not allowed, must be 1..16" in proc.stderr

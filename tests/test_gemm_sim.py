@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tilefab.gen.config import load
 from tilefab.verif.runner import run_generated
 
@@ -46,9 +45,9 @@ def test_gemm_cocotb_icarus():
 
 
 def test_gemm_pyverilator_backpressure():
-    from tilefab.gen.gemm.cli import random_operands
     from tilefab.golden.gemm import gemm_exact
     from tilefab.verif.host import Fabric
+    from tilefab.verif.stimulus import random_operands
 
     fabric = Fabric(EXAMPLES / "gemm2x2.yaml", seed=5, host_stall=0.25, accept_stall=0.5)
     rng = np.random.default_rng(5)
@@ -61,7 +60,7 @@ def test_gemm_pyverilator_backpressure():
 
 
 def test_sim_gemm_cli():
-    out = subprocess.run([sys.executable, "-m", "tilefab.gen.cli", "sim",
+    out = subprocess.run([sys.executable, "-m", "tilefab.cli", "sim",
                           str(EXAMPLES / "gemm2x2.yaml"), "gemm", "--m", "37", "--k", "53",
                           "--n", "29", "--seed", "2"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr + out.stdout
@@ -73,7 +72,7 @@ def test_sim_gemm_cli():
 
 
 def test_sim_gemm_cli_rejects_k_above_max_k():
-    out = subprocess.run([sys.executable, "-m", "tilefab.gen.cli", "sim",
+    out = subprocess.run([sys.executable, "-m", "tilefab.cli", "sim",
                           str(EXAMPLES / "gemm2x2.yaml"), "gemm", "--m", "2", "--k", "257",
                           "--n", "2"], capture_output=True, text=True)
     assert out.returncode == 2

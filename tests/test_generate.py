@@ -6,17 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tilefab.gen.commands import lint_file
 from tilefab.gen.config import load
 from tilefab.gen.generate import generate
+from tilefab.gen.lint import lint_file
 from tilefab.golden.packet import FIELD_ORDER, PacketFormat
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "tilefab.gen.cli", *args],
+    return subprocess.run([sys.executable, "-m", "tilefab.cli", *args],
                           capture_output=True, text=True)
 
 

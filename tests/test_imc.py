@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-
 from tilefab.gen.errors import ConfigError
 from tilefab.gen.imc import config as imc_config
 from tilefab.gen.imc.energy import adc_energy_pj, energy_per_mvm
@@ -240,12 +239,12 @@ def test_crossbar_rejects_bad_parameters(kw, name):
 
 
 def _verilog(p):
-    from tilefab.gen.imc.host import verilog_for
+    from tilefab.verif.tb_crossbar import verilog_for
     return verilog_for(p)
 
 
 def test_verilog_passes_verilator_lint(tmp_path):
-    from tilefab.gen.commands import lint_file
+    from tilefab.gen.lint import lint_file
 
     for n, p in enumerate([params(), params(levels=3, slices=1, prog_noise="proportional",
                                             adc_bits=0)]):
@@ -327,7 +326,7 @@ EXAMPLES = __import__("pathlib").Path(__file__).parent.parent / "examples" / "im
 @pytest.mark.parametrize("name", ["crossbar_8x6", "crossbar_16x16_8bit", "crossbar_exact",
                                   "crossbar_pcm_weights"])
 def test_cli_report_on_examples(name, capsys):
-    from tilefab.gen.cli import main
+    from tilefab.cli import main
 
     assert main(["imc", "report", str(EXAMPLES / f"{name}.yaml")]) == 0
     out = capsys.readouterr().out
@@ -336,7 +335,7 @@ def test_cli_report_on_examples(name, capsys):
 
 
 def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
-    from tilefab.gen.cli import main
+    from tilefab.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("crossbar: {rows: 4, cols: 4, levels: 4, input_bits: 4,\n"
@@ -358,7 +357,7 @@ def test_exact_example_is_exact_on_the_golden_model():
 
 
 def test_bench_accuracy_sweep_and_plot(tmp_path):
-    from tilefab.gen.imc import bench
+    from tilefab.bench import imc as bench
 
     grid, floor = bench.accuracy_grid(seeds=1)
     for levels in bench.ACC_LEVELS:

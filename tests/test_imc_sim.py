@@ -6,12 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tilefab.gen.imc.host import run_on_verilator
 from tilefab.golden import imc as g
+from tilefab.verif.tb_crossbar import run_on_verilator
 
 pytestmark = pytest.mark.sim
-TB = Path(__file__).parent / "tb"
 
 # Two noisy configurations that differ in every dimension the RTL is generated over:
 # sliced power-of-two levels vs one slice of 3 levels, independent vs proportional
@@ -37,7 +35,7 @@ def random_sessions(p, rng, n_sessions, n_vectors):
 
 
 def run(p, sessions, **kw):
-    return run_on_verilator(p, sessions, test_module="tb_imc", tb_dir=TB, **kw)
+    return run_on_verilator(p, sessions, test_module="tilefab.verif.tb_crossbar_check", **kw)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -147,8 +145,9 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "imc"
 
 
 def test_cli_mvm_runs_rtl_and_agrees_with_golden(capsys):
-    from tilefab.gen.cli import main
     from tilefab.gen.imc.config import load
+
+    from tilefab.cli import main
 
     cfg = load(EXAMPLES / "crossbar_8x6.yaml")
     assert cfg.params == CONFIGS["sliced"]     # one Verilator build serves both

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-
-from tilefab.gen.cli import main
 from tilefab.gen.pbit import graph, maxcut
+
+from tilefab.cli import main
 
 
 @pytest.mark.sim

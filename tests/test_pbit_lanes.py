@@ -9,19 +9,17 @@ different fixed-point format; the event-driven host without backpressure).
 
 import re
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tilefab.gen import toolchain
 from tilefab.gen.emit import to_verilog
 from tilefab.gen.errors import ConfigError
 from tilefab.gen.pbit import driver, graph, maxcut
 from tilefab.golden import pbit as g
 from tilefab.hw.pbit.lanes import PBitLanes
+from tilefab.verif.tb_pbit import run_rtl
 
-TB = Path(__file__).parent / "tb"
 FMT_A = dict(w_bits=6, w_frac=1, h_bits=8, beta_bits=7, beta_frac=5, lut_size=32,
              lut_step_frac=2, rand_bits=14)
 FMT_B = dict(w_bits=4, w_frac=0, h_bits=5, beta_bits=8, beta_frac=6, lut_size=64,
@@ -150,8 +148,8 @@ def test_verilator_lint_clean(tmp_path, kw):
 
 def check(array, ops, name, **kw):
     expected = driver.golden_records(array.config(), array._seeds, ops)
-    results, raw = driver.run_rtl(array, ops, name=name, expected=expected,
-                                  test_module="tb_pbit_array", tb_dir=TB, **kw)
+    results, raw = run_rtl(array, ops, name=name, expected=expected,
+                                  test_module="tilefab.verif.tb_pbit_check", **kw)
     if not kw.get("out_stall"):
         assert raw["records"] == expected
     return results, expected
@@ -207,7 +205,7 @@ def test_lanes_b_bit_exact_high_degree_event_host():
 
 
 def test_cli_maxcut_on_the_lane_array(tmp_path, capsys):
-    from tilefab.gen.cli import main
+    from tilefab.cli import main
 
     f = tmp_path / "ring.txt"
     f.write_text("12 12\n" + "".join(f"{i + 1} {(i + 1) % 12 + 1} 1\n" for i in range(12)))

@@ -5,18 +5,21 @@ Three builds: a sparse random graph (config A), a dense 6-p-bit array (config B)
 the 4x4-bit multiplier used by ``tilefab pbit factor``.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tilefab.gen.pbit import driver, graph
-from tilefab.gen.pbit.factor import FORMAT, anneal_schedule, factor_array, factor_program
+from tilefab.gen.pbit.factor import (
+    FORMAT,
+    anneal_schedule,
+    factor_array,
+    factor_program,
+)
 from tilefab.golden import pbit as g
 from tilefab.hw.pbit.array import PBitArray
+from tilefab.verif.tb_pbit import run_rtl
 
 pytestmark = pytest.mark.sim
-TB = Path(__file__).parent / "tb"
 
 FMT_A = dict(w_bits=6, w_frac=1, h_bits=8, beta_bits=7, beta_frac=5, lut_size=32,
              lut_step_frac=2, rand_bits=14)
@@ -38,8 +41,8 @@ def array_b():
 
 def check(array, ops, name, **kw):
     expected = driver.golden_records(array.config(), array._seeds, ops)
-    results, raw = driver.run_rtl(array, ops, name=name, expected=expected,
-                                  test_module="tb_pbit_array", tb_dir=TB, **kw)
+    results, raw = run_rtl(array, ops, name=name, expected=expected,
+                                  test_module="tilefab.verif.tb_pbit_check", **kw)
     assert raw["records"] == expected or any(
         isinstance(op, driver.Run) and op.sample_every for op in ops)
     return results

@@ -32,9 +32,12 @@ import numpy as np
 
 from ..gen.config import as_config
 from ..gen.errors import TilefabError
+from ..gen.gemm.compiler import compile_gemm
 from ..gen.generate import generate
+from ..golden.gemm import GemmGeometry
 from ..golden.packet import Op, Packet, PacketFormat
 from . import tb
+from .pyverilator_sim import HostPort, VerilatedTop
 from .stream import Clocked, StreamSink, StreamSource, random_pause
 
 
@@ -148,7 +151,6 @@ class PyverilatorBackend:
 
     def __init__(self, generated, seed: int | None = None, host_stall: float = 0.0,
                  accept_stall: float = 0.0):
-        from .pyverilator_sim import HostPort, VerilatedTop
 
         self.top = VerilatedTop(generated.verilog, generated.module)
         self.top.reset()
@@ -325,8 +327,6 @@ class Fabric:
         return self._sync(self.gemm_async(a, b))
 
     async def gemm_async(self, a, b) -> GemmRun:
-        from ..gen.gemm.compiler import compile_gemm
-        from ..golden.gemm import GemmGeometry
 
         info = self._gemm()
         p = self.config["packet"]

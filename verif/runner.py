@@ -24,6 +24,7 @@ from pathlib import Path
 from ..gen import toolchain
 from ..gen.cache import cache_root, locked
 from ..gen.errors import TilefabError
+from ..gen.generate import generate
 
 SIMULATORS = ("verilator", "icarus")
 # Amaranth's Verilog widens and truncates implicitly; these warnings carry no signal.
@@ -126,7 +127,6 @@ def run_generated(cfg: dict, top: str, test_module: str, *, params: dict | None 
     The testbench finds the manifest (packet layout, ports, config) at
     ``params()["manifest"]``.
     """
-    from ..gen.generate import generate
 
     g = generate(cfg, top)
     merged = {"manifest": str(g.manifest_path), **(params or {})}

@@ -18,11 +18,11 @@ from pathlib import Path
 import cocotb
 import numpy as np
 
-from ..gen.gemm.cli import random_operands
 from ..gen.gemm.compiler import compile_gemm
 from ..golden.gemm import GemmGeometry, gemm_exact
 from .host import CocotbBackend, Fabric
 from .params import params
+from .stimulus import random_operands
 
 
 @cocotb.test()

@@ -26,9 +26,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ...golden.imc import NOISE_MODES, CrossbarParams, noise_gain
 from ..errors import ConfigError, TilefabError
+from .energy import FIGURES
 
 LIMITS = {
     "rows": (1, 1024), "cols": (1, 1024), "levels": (2, 65536), "slices": (1, 8),
@@ -161,7 +163,6 @@ def parse(doc, name: str = "crossbar") -> CrossbarConfig:
 
     energy = _mapping(doc, "energy", "")
     if energy:
-        from .energy import FIGURES
         _unknown(energy, FIGURES, "energy")
         for k in energy:
             _number(energy, k, "energy", lo=0.0)
@@ -188,7 +189,6 @@ def parse_weights(w, p: CrossbarParams, path: str = "weights") -> np.ndarray:
 
 
 def load(path) -> CrossbarConfig:
-    import yaml
 
     path = Path(path)
     try:

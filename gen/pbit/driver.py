@@ -3,21 +3,18 @@
 A session is a list of operations -- ``Program`` (J, h, colours, clamps, spins),
 ``Run`` (a beta schedule) and ``Read`` -- that ``encode`` turns into ``ctrl`` words.
 ``golden_records`` predicts every ``out`` record of the session with the bit-exact
-model, and ``run_rtl`` executes it on the Verilator model of the array (through
-cocotb, with optional random backpressure) and returns the records it produced.
+model; ``tilefab.verif.tb_pbit.run_rtl`` executes it on the Verilator model of the
+array.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ...golden.pbit import PBitFormat, PBitMachine
-from ...hw.pbit.array import Kind, Op, PBitArray
+from ...hw.pbit.array import Kind, Op
 from ...hw.pbit.lanes import LaneOp
 from ..errors import ConfigError
 
@@ -236,7 +233,7 @@ def _spins(chunks: list[int], cfg: dict) -> np.ndarray:
 
 def decode(cfg: dict, words) -> list[Result]:
     """Group ``out`` words into one ``Result`` per Run/Read."""
-    nch, eb = cfg["n_chunks"], cfg["energy_bits"]
+    eb = cfg["energy_bits"]
     results, cur, chunks = [], Result(), []
     for w in words:
         kind, index, data = split_record(cfg, w)
@@ -317,41 +314,3 @@ def _final_records(cfg, spins, e, best_state, best_e, cycles, upd) -> list[int]:
 
 def n_results(ops) -> int:
     return sum(isinstance(op, (Run, Read)) for op in ops)
-
-
-# -- running on Verilator ---------------------------------------------------------------
-
-def run_rtl(array: PBitArray, ops, *, name: str = "pbit_array", in_stall: float = 0.0,
-            out_stall: float = 0.0, seed: int = 1, timeout: int | None = None,
-            expected: list[int] | None = None, test_module: str = "pbit_host",
-            tb_dir: Path | None = None) -> tuple[list[Result], dict]:
-    """Run ``ops`` on the Verilator model of ``array``.
-
-    Returns one ``Result`` per Run/Read and the raw reply (``records``, ``sim_cycles``).
-    With ``expected`` and a checking ``test_module`` the testbench compares records.
-    """
-    from ...verif.runner import run_cocotb
-    from ..emit import to_verilog
-
-    cfg = array.config()
-    words = encode(cfg, array.neighbours, ops)
-    sampling = any(isinstance(op, Run) and op.sample_every for op in ops)
-    if timeout is None:
-        sweeps = sum(s for op in ops if isinstance(op, Run) for _, s in op.schedule)
-        per_sweep = cfg["n_colours"] if cfg.get("arch") != "lanes" else \
-            cfg["n_colours"] * 7 + cfg["lanes"] * cfg["edge_depth"]
-        timeout = 10 * (len(words) + sweeps * per_sweep) + 100_000
-        if sampling:
-            timeout += 20 * sweeps * (cfg["n_chunks"] + 1)
-    with tempfile.TemporaryDirectory(prefix="tilefab-pbit-") as tmp:
-        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.write_text(json.dumps({"words": words, "n_results": n_results(ops),
-                                   "index_bits": cfg["index_bits"],
-                                   "in_stall": in_stall, "out_stall": out_stall,
-                                   "seed": seed, "timeout": timeout, "expected": expected,
-                                   "stalls_allowed": sampling}))
-        run_cocotb(to_verilog(array, name), name, test_module,
-                   params={"job": str(job), "result": str(result)},
-                   tb_dir=tb_dir or Path(__file__).parent)
-        got = json.loads(result.read_text())
-    return decode(cfg, got["records"]), got

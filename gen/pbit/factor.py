@@ -45,14 +45,28 @@ def factor_array(na: int, nb: int, seed: int = 1) -> tuple[PBitArray, logic.Mult
     return array, mult
 
 
-def factor_program(N: int, na: int, nb: int) -> tuple[driver.Program, logic.Multiplier]:
+def factor_widths(N: int, bits=None) -> tuple[int, int]:
+    """Factor widths for N: ``bits`` = (na, nb), or half of N's width each, rounded up."""
+    if isinstance(N, bool) or not isinstance(N, int) or N < 4:
+        raise ConfigError("N", f"{N!r} is not allowed, must be an integer >= 4")
+    L = N.bit_length()
+    na, nb = bits if bits else ((L + 1) // 2, (L + 1) // 2)
+    if na < 1 or nb < 1:
+        raise ConfigError("bits", f"factor widths must be >= 1, got {na} and {nb}")
+    if na + nb < L:
+        raise ConfigError("bits", f"{na}+{nb} factor bits cannot make the {L}-bit N={N}")
+    return na, nb
+
+
+def factor_program(N: int, na: int, nb: int, n_colours: int = N_COLOURS
+                   ) -> tuple[driver.Program, logic.Multiplier]:
     mult = logic.factor_circuit(N, na, nb)
     c = mult.circuit
     J, h = c.ising()
     colours = graph.dsatur(c.neighbours())
-    if colours.max() >= N_COLOURS:
+    if colours.max() >= n_colours:
         raise ConfigError("n_colours", f"the {na}x{nb} multiplier needs "
-                                       f"{colours.max() + 1} colours, the array has {N_COLOURS}")
+                                       f"{colours.max() + 1} colours, the array has {n_colours}")
     clamp = np.zeros(c.n, bool)
     state = np.ones(c.n, dtype=np.int64)
     for node, v in c.clamps.items():
@@ -75,7 +89,7 @@ class FactorResult:
 
 
 def factor(N: int, *, na: int | None = None, nb: int | None = None, sweeps: int = 1000,
-           runs: int = 8, backend: str = "rtl", seed: int = 1) -> FactorResult:
+           runs: int = 8, backend: str = "rtl", seed: int = 1, execute=None) -> FactorResult:
     """Anneal up to ``runs`` times; report the first run whose best state factors N."""
     if not isinstance(N, int) or N < 4:
         raise ConfigError("N", f"must be an integer >= 4, got {N!r}")
@@ -94,8 +108,10 @@ def factor(N: int, *, na: int | None = None, nb: int | None = None, sweeps: int 
     ops = [prog] + [driver.Run(schedule, n_col) for _ in range(runs)]
     t0 = time.perf_counter()
     if backend == "rtl":
+        if execute is None:
+            raise ConfigError("backend", "rtl needs a simulator (execute=run_rtl)")
         array, _ = factor_array(na, nb, seed)
-        results, _ = driver.run_rtl(array, ops, name=f"pbit_mult{na}x{nb}")
+        results, _ = execute(array, ops, name=f"pbit_mult{na}x{nb}")
     elif backend == "golden":
         m = PBitMachine(FORMAT, prog.J, prog.h, prog.colours, pbit_seeds(seed, len(prog.h)),
                         state=prog.state, frozen=prog.clamp)

@@ -43,6 +43,35 @@ class Graph:
         return int((self.weights * (s[self.edges[:, 0]] != s[self.edges[:, 1]])).sum())
 
 
+def from_edges(edges, n: int | None = None, name: str = "") -> Graph:
+    """A graph from ``(i, j, w)`` edges with 0-based nodes (``n``: at least max node + 1)."""
+    rows = []
+    for k, e in enumerate(edges):
+        try:
+            i, j, w = e
+        except (TypeError, ValueError):
+            raise ConfigError(f"graph[{k}]", f"{e!r} is not an edge, must be (i, j, w)") from None
+        for v in (i, j, w):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ConfigError(f"graph[{k}]", f"{e!r}: nodes and weights must be integers")
+        if i < 0 or j < 0:
+            raise ConfigError(f"graph[{k}]", f"{e!r}: nodes are 0-based, must be >= 0")
+        if i == j:
+            raise ConfigError(f"graph[{k}]", f"self-loop on node {i} is not allowed")
+        rows.append((min(i, j), max(i, j), w))
+    size = max((b for _, b, _ in rows), default=-1) + 1
+    n = size if n is None else n
+    if n < max(size, 1):
+        raise ConfigError("graph", f"n = {n} is too small for node {size - 1}")
+    seen = set()
+    for k, (a, b, _) in enumerate(rows):
+        if (a, b) in seen:
+            raise ConfigError(f"graph[{k}]", f"duplicate edge {a} {b}")
+        seen.add((a, b))
+    edges_ = np.array([(a, b) for a, b, _ in rows], dtype=np.int64).reshape(-1, 2)
+    return Graph(n, edges_, np.array([w for *_, w in rows], dtype=np.int64), name=name)
+
+
 def read_rudy(path) -> Graph:
     path = Path(path)
     try:

@@ -129,7 +129,10 @@ def flips_limit(gr: graph.Graph, arch: str, colours: int, lanes: int = LANES
 
 
 def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
-        trace_points: int = 0, arch: str = "auto", lanes: int = LANES) -> MaxCutResult:
+        trace_points: int = 0, arch: str = "auto", lanes: int = LANES,
+        execute=None) -> MaxCutResult:
+    """Anneal ``gr``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
+    (``tilefab.verif.tb_pbit.run_rtl``), ``"golden"`` the bit-exact model."""
     if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
         raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got {sweeps}")
     arch = choose_arch(gr, arch)
@@ -149,9 +152,11 @@ def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
     prog = driver.Program(q.J, q.h, colours, state=state)
     t0 = time.perf_counter()
     if backend == "rtl":
+        if execute is None:
+            raise ConfigError("--backend", "rtl needs a simulator (execute=run_rtl)")
         array = maxcut_array(gr, k, seed) if arch == "parallel" else \
             lane_array(gr, k, seed, lanes)
-        results, _ = driver.run_rtl(array, [prog, driver.Run(schedule, k, every)],
+        results, _ = execute(array, [prog, driver.Run(schedule, k, every)],
                                     name=f"pbit_{arch}_{gr.name or gr.n}".lower())
         r = results[0]
         samples, cycles = r.samples, r.cycles

@@ -1,0 +1,1 @@
+"""Benchmarks: figures measured against their physical limits."""
