@@ -15,17 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..golden.packet import FIELD_ORDER, Op, PacketFormat
+from ..golden.packet import PacketFormat
 from ..hw.fabric import Fabric
 from ..hw.noc.mesh import Mesh
-from ..hw.noc.packet import packet_layout
-from ..hw.tiles.gemm import STATUS_REGISTERS as GEMM_STATUS
-from ..hw.tiles.gemm import GemmParams
-from ..hw.tiles.gemm import status_base as gemm_status_base
-from ..hw.tiles.memory import STATUS_REGISTERS, status_base
+from ..hw.noc.packet import Op, host_coord, packet_layout
+from ..hw.tile import layout_positions
 from . import toolchain
 from .cache import cache_root, locked
-from .config import COUNTER_BITS, config_hash
+from .config import COUNTER_BITS, config_hash, tile_params
 from .emit import to_verilog
 from .errors import TilefabError
 
@@ -73,37 +70,28 @@ def ports_of(verilog: str, module: str) -> list:
     return sorted(out, key=lambda p: p["name"])
 
 
-def gemm_geometry(cfg: dict) -> dict | None:
-    """What a host needs to drive the fabric's GEMM tiles, as the tile derives it."""
-    tiles = [t for t in cfg["tile_map"] if t["kind"] == "gemm"]
-    if not tiles:
+def tile_manifests(cfg: dict) -> list:
+    """Per tile: coordinates, kind, parameters and what a host needs to drive it."""
+    out = []
+    for t in cfg["tile_map"]:
+        params = {k: v for k, v in t.items() if k not in ("x", "y", "kind")}
+        out.append({"x": t["x"], "y": t["y"], "kind": t["kind"], "params": params,
+                    "geometry": tile_params(t, cfg["packet"]).manifest()})
+    return out
+
+
+def gemm_geometry(tiles: list) -> dict | None:
+    """The GEMM tiles' shared geometry and where they sit (the GEMM compiler's input)."""
+    gemm = [t for t in tiles if t["kind"] == "gemm"]
+    if not gemm:
         return None
-    params = {k: v for k, v in tiles[0].items() if k not in ("x", "y", "kind")}
-    if any({k: v for k, v in t.items() if k not in ("x", "y", "kind")} != params
-           for t in tiles):
-        raise TilefabError("tiles: GEMM tiles with different parameters in one fabric are not "
-                           "supported by the host runtime; give them all the same parameters")
-    p = cfg["packet"]
-    tile = GemmParams(data_bits=p["data_bits"], addr_bits=p["addr_bits"], **params)
-    base = gemm_status_base(cfg["packet"]["addr_bits"])
-    return {
-        "params": params,
-        "pes": [[t["x"], t["y"]] for t in tiles],
-        "acc_bits": tile.acc_bits,
-        "operands_per_word": tile.operands_per_word,
-        "rows_per_b_word": tile.rows_per_b_word,
-        "results_per_flit": tile.results_per_flit,
-        "flits_per_group": tile.flits_per_group,
-        "b_base": 0,
-        "a_base": params["b_words"],
-        "descriptor": {name: {"lsb": field.offset, "width": field.width}
-                       for name, field in tile.descriptor_layout},
-        "status_registers": {name: base + k for k, name in enumerate(GEMM_STATUS)},
-    }
+    return {"params": gemm[0]["params"], "pes": [[t["x"], t["y"]] for t in gemm],
+            **gemm[0]["geometry"]}
 
 
 def manifest_for(cfg: dict, top: str, verilog: str, digest: str) -> dict:
-    fmt = packet_format(cfg)
+    layout = layout_for(cfg)
+    tiles = tile_manifests(cfg) if top == "fabric" else []
     return {
         "tilefab": __version__,
         "hash": digest,
@@ -112,15 +100,13 @@ def manifest_for(cfg: dict, top: str, verilog: str, digest: str) -> dict:
         "config": cfg,
         "ports": ports_of(verilog, top_name(cfg, top)),
         "packet": {
-            "width": fmt.width,
-            "fields": {name: {"lsb": fmt.offsets[name], "width": fmt.widths[name]}
-                       for name in FIELD_ORDER},
+            "width": layout.size,
+            "fields": layout_positions(layout),
             "ops": {op.name: op.value for op in Op},
-            "host_address": list(fmt.host),
+            "host_address": [host_coord(layout)] * 2,
         },
-        "memory_status_registers": {name: status_base(fmt.addr_bits) + k
-                                    for k, name in enumerate(STATUS_REGISTERS)},
-        "gemm": gemm_geometry(cfg),
+        "tiles": tiles,
+        "gemm": gemm_geometry(tiles),
         "tools": toolchain.versions(),
     }
 

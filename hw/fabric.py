@@ -15,12 +15,16 @@ from amaranth.lib.wiring import In, Out
 
 from .noc.mesh import Mesh
 from .tile import TileSignature
+from .tiles.crossbar import CrossbarTile
 from .tiles.gemm import GemmTile
 from .tiles.memory import MemoryTile
+from .tiles.pbit import PBitTile
 
 TILE_KINDS = {
     "memory": MemoryTile,
     "gemm": GemmTile,
+    "crossbar": CrossbarTile,
+    "pbit": PBitTile,
 }
 
 

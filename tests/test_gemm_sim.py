@@ -33,7 +33,7 @@ def test_gemm_cocotb(example):
     path = EXAMPLES / f"{example}.yaml"
     run_generated(load(path), "fabric", "tilefab.verif.tb_gemm", testcase="gemm",
                   params={"config": str(path), "shapes": SUITES[example], "seed": 11,
-                          "host_stall": 0.3, "accept_stall": 0.4})
+                          "in_stall": 0.3, "out_stall": 0.4})
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus not installed")
@@ -41,15 +41,15 @@ def test_gemm_cocotb_icarus():
     path = EXAMPLES / "gemm2x2.yaml"
     run_generated(load(path), "fabric", "tilefab.verif.tb_gemm", testcase="gemm", sim="icarus",
                   params={"config": str(path), "shapes": [(11, 13, 9)], "seed": 3,
-                          "host_stall": 0.2, "accept_stall": 0.3})
+                          "in_stall": 0.2, "out_stall": 0.3})
 
 
 def test_gemm_pyverilator_backpressure():
     from tilefab.golden.gemm import gemm_exact
-    from tilefab.verif.host import Fabric
+    from tilefab import Fabric
     from tilefab.verif.stimulus import random_operands
 
-    fabric = Fabric(EXAMPLES / "gemm2x2.yaml", seed=5, host_stall=0.25, accept_stall=0.5)
+    fabric = Fabric(EXAMPLES / "gemm2x2.yaml", seed=5, in_stall=0.25, out_stall=0.5)
     rng = np.random.default_rng(5)
     for m, k, n in [(21, 30, 11), (4, 200, 6)]:
         a, b = random_operands(rng, m, k, n, 8)

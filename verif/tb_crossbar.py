@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 
 import cocotb
+from tilefab.gen.emit import to_verilog
+from tilefab.golden.imc import CrossbarParams
+from tilefab.hw.imc import Crossbar
+from tilefab.verif import tb
+from tilefab.verif.params import params
+from tilefab.verif.runner import run_cocotb
+from tilefab.verif.stream import Clocked, StreamSink, StreamSource, random_pause
 
-HOST_MODULE = "tilefab.gen.imc.host"
+HOST_MODULE = "tilefab.verif.tb_crossbar"
 TIMEOUT_PER_WORD = 200
 
 
@@ -38,7 +46,6 @@ class CrossbarTB:
     """Drives the four streams of a ``Crossbar`` top from cocotb."""
 
     def __init__(self, dut, p, stall_in: float = 0.0, stall_out: float = 0.0, seed: int = 1):
-        from tilefab.verif.stream import Clocked, StreamSink, StreamSource, random_pause
 
         self.dut, self.p = dut, p
         rng = random.Random(seed)
@@ -51,7 +58,6 @@ class CrossbarTB:
         self.y_width = len(dut.y__payload) // p.cols
 
     async def start(self):
-        from tilefab.verif import tb
 
         await tb.start(self.dut)
         self.clocked.start()
@@ -88,8 +94,6 @@ async def run_sessions(dut, check=None):
 
     ``check(p, n, session, outputs)``, if given, is called after each session.
     """
-    from tilefab.golden.imc import CrossbarParams
-    from tilefab.verif.params import params
 
     cfg = params()
     p = CrossbarParams(**cfg["crossbar"])
@@ -114,8 +118,6 @@ async def host_sessions(dut):
 
 
 def verilog_for(p, name: str = "crossbar") -> str:
-    from tilefab.gen.emit import to_verilog
-    from tilefab.hw.imc import Crossbar
 
     return to_verilog(Crossbar(**p.hw_kwargs()), name)
 
@@ -124,9 +126,7 @@ def run_on_verilator(p, sessions, *, stall_in: float = 0.0, stall_out: float = 0
                      stim_seed: int = 1, verilog: str | None = None,
                      test_module: str = HOST_MODULE, tb_dir=None) -> list:
     """Run ``sessions`` (dicts of noise_seed, weights, inputs) on the RTL of ``p``."""
-    from dataclasses import asdict
 
-    from tilefab.verif.runner import run_cocotb
 
     verilog = verilog or verilog_for(p)
     sessions = [{"noise_seed": int(s["noise_seed"]),

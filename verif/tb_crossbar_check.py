@@ -10,9 +10,8 @@ statistics.
 
 import cocotb
 import numpy as np
-
-from tilefab.gen.imc.host import run_sessions
 from tilefab.golden.imc import CrossbarModel
+from tilefab.verif.tb_crossbar import run_sessions
 
 
 def _check(p, n, sess, got):

@@ -3,11 +3,11 @@
 ``gemm``: one ``Fabric`` on the ``CocotbBackend`` runs C = A·B for each shape in
 ``shapes`` back to back (no reset between them, so the operand counters carry
 over), with random operands including both extreme values and random
-backpressure on both host streams (``host_stall``, ``accept_stall``). Every
+backpressure on both host streams (``in_stall``, ``out_stall``). Every
 product must equal ``golden.gemm.gemm_exact``; per PE, the engine's ``busy``
 counter must equal the k steps its jobs needed and ``jobs_done``/``words`` the
 jobs and operand words it was sent. Parameters: ``config`` (YAML path),
-``seed``, ``shapes``, ``host_stall``, ``accept_stall``. Writes ``result.json``.
+``seed``, ``shapes``, ``in_stall``, ``out_stall``. Writes ``result.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..gen.gemm.compiler import compile_gemm
 from ..golden.gemm import GemmGeometry, gemm_exact
-from .host import CocotbBackend, Fabric
+from .runtime import CocotbBackend, Fabric
 from .params import params
 from .stimulus import random_operands
 
@@ -29,10 +29,10 @@ from .stimulus import random_operands
 async def gemm(dut):
     p = params()
     seed = p.get("seed", 1)
-    backend = CocotbBackend(dut, seed=seed, host_stall=p.get("host_stall", 0.0),
-                            accept_stall=p.get("accept_stall", 0.0))
+    backend = CocotbBackend(dut, seed=seed, in_stall=p.get("in_stall", 0.0),
+                            out_stall=p.get("out_stall", 0.0))
     fabric = Fabric(p["config"], backend=backend)
-    info = fabric.gemm_info
+    info = fabric.manifest["gemm"]
     pkt = fabric.config["packet"]
     geom = GemmGeometry(data_bits=pkt["data_bits"], addr_bits=pkt["addr_bits"],
                         **info["params"])

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
+from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
-
+from tilefab.gen.emit import to_verilog
+from tilefab.gen.pbit import driver
+from tilefab.hw.pbit.array import PBitArray
 from tilefab.verif import tb
 from tilefab.verif.params import params
+from tilefab.verif.runner import run_cocotb
 from tilefab.verif.stream import Clocked, StreamSink, StreamSource, random_pause
 
 KIND_COUNT = 3
@@ -127,3 +132,36 @@ async def run_job(dut):
 @cocotb.test()
 async def pbit_host(dut):
     await run_job(dut)
+
+
+def run_rtl(array: PBitArray, ops, *, name: str = "pbit_array", in_stall: float = 0.0,
+            out_stall: float = 0.0, seed: int = 1, timeout: int | None = None,
+            expected: list[int] | None = None, test_module: str = "tilefab.verif.tb_pbit",
+            tb_dir: Path | None = None) -> tuple[list[driver.Result], dict]:
+    """Run ``ops`` on the Verilator model of ``array``.
+
+    Returns one ``Result`` per Run/Read and the raw reply (``records``, ``sim_cycles``).
+    With ``expected`` and a checking ``test_module`` the testbench compares records.
+    """
+    cfg = array.config()
+    words = driver.encode(cfg, array.neighbours, ops)
+    sampling = any(isinstance(op, driver.Run) and op.sample_every for op in ops)
+    if timeout is None:
+        sweeps = sum(s for op in ops if isinstance(op, driver.Run) for _, s in op.schedule)
+        per_sweep = cfg["n_colours"] if cfg.get("arch") != "lanes" else \
+            cfg["n_colours"] * 7 + cfg["lanes"] * cfg["edge_depth"]
+        timeout = 10 * (len(words) + sweeps * per_sweep) + 100_000
+        if sampling:
+            timeout += 20 * sweeps * (cfg["n_chunks"] + 1)
+    with tempfile.TemporaryDirectory(prefix="tilefab-pbit-") as tmp:
+        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job.write_text(json.dumps({"words": words, "n_results": driver.n_results(ops),
+                                   "index_bits": cfg["index_bits"],
+                                   "in_stall": in_stall, "out_stall": out_stall,
+                                   "seed": seed, "timeout": timeout, "expected": expected,
+                                   "stalls_allowed": sampling}))
+        run_cocotb(to_verilog(array, name), name, test_module,
+                   params={"job": str(job), "result": str(result)},
+                   tb_dir=tb_dir)
+        got = json.loads(result.read_text())
+    return driver.decode(cfg, got["records"]), got

@@ -2,14 +2,13 @@
 
 The pytest side writes a job (ctrl words, expected out records, backpressure) and
 names it in the runner parameters; this module drives the words through
-``tilefab.gen.pbit.pbit_host.session`` and compares every record, bit for bit. The
+``tilefab.verif.tb_pbit.session`` and compares every record, bit for bit. The
 records it received are written back for the statistical checks done in pytest.
 """
 
 
 import cocotb
-
-from tilefab.gen.pbit.pbit_host import KIND_COUNT, run_job
+from tilefab.verif.tb_pbit import KIND_COUNT, run_job
 
 
 @cocotb.test()

@@ -207,8 +207,11 @@ class Crossbar(wiring.Component):
                 else:
                     noisy = level << F
                 clipped = Signal(self._gbits, name=f"g_s{s}_{'pm'[pol]}")
-                m.d.comb += clipped.eq(Mux(noisy < 0, 0,
-                                           Mux(noisy > self._gmax, self._gmax, noisy)))
+                if self._prog_gain:
+                    m.d.comb += clipped.eq(Mux(noisy < 0, 0,
+                                               Mux(noisy > self._gmax, self._gmax, noisy)))
+                else:       # a noiseless level always fits: gbits has a level of headroom
+                    m.d.comb += clipped.eq(noisy)
                 g.append(clipped)
             with m.If(prog_write):
                 m.d.sync += cells[s][R * C - 1].eq(g[0] - g[1])

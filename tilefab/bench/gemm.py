@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TilefabError
+from ..gen.errors import TilefabError
+from ..golden.gemm import gemm_exact
+from ..verif.runtime import Fabric
+from ..verif.stimulus import random_operands
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "gemm4x4.yaml"
 
@@ -66,9 +69,6 @@ def heatmap(run, cols: int, rows: int, path: Path, title: str):
 
 
 def run_gemm_bench(config, sizes, seed: int, plot) -> int:
-    from ...golden.gemm import gemm_exact
-    from ...verif.host import Fabric
-    from .cli import random_operands
 
     t0 = time.perf_counter()
     fabric = Fabric(config, seed=seed)

@@ -17,8 +17,11 @@ import time
 
 import numpy as np
 
-from ...golden import imc as g
-from ..errors import TilefabError
+from ..gen.errors import TilefabError
+from ..gen.imc.energy import energy_per_mvm
+from ..gen.synth import synthesize
+from ..golden import imc as g
+from ..verif.tb_crossbar import run_on_verilator, verilog_for
 
 ACC_ROWS, ACC_COLS, ACC_IN_BITS, ACC_FRAC = 32, 32, 8, 4
 ACC_LEVELS = (2, 4, 8, 16)
@@ -37,7 +40,6 @@ def bench_params(rows: int, cols: int) -> g.CrossbarParams:
 
 
 def throughput(p: g.CrossbarParams, n: int = 64, stall: float = 0.0, seed: int = 1) -> dict:
-    from .host import run_on_verilator
 
     rng = np.random.default_rng(seed)
     lo, hi = p.x_range
@@ -110,8 +112,6 @@ def plot(grid: dict, path: str):
 
 
 def synth_size(n: int) -> dict:
-    from ..synth import synthesize
-    from .host import verilog_for
 
     p = bench_params(n, n)
     t0 = time.monotonic()
@@ -168,7 +168,6 @@ def run_bench(args) -> int:
     plot(grid, args.png)
     print(f"({time.monotonic() - t0:.1f} s) wrote {args.png}")
 
-    from .energy import energy_per_mvm
 
     print("\n== energy (energy.py figures), 16x16 bench array")
     rep = energy_per_mvm(p)

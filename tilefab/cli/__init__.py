@@ -9,23 +9,17 @@ line and exit with status 2; argparse usage errors exit 2 as well.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from .errors import TilefabError
+from ..gen import toolchain
+from ..gen.errors import TilefabError
+from . import core, gemm, imc, pbit
 
 # Modules that contribute subcommands, in the order they appear in --help.
-EXTENSIONS = (
-    "tilefab.gen.commands",
-    "tilefab.gen.gemm.cli",
-    "tilefab.gen.imc.cli",
-    "tilefab.gen.pbit.cli",
-)
+EXTENSIONS = (core, gemm, imc, pbit)
 
 
 def _doctor(args) -> int:
-    from . import toolchain
-
     missing = 0
     for tool in toolchain.tools():
         status = tool.version or "found" if tool.found else "MISSING"
@@ -54,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=_doctor)
     bench_parser = commands.add_parser("bench", help="run a benchmark and print its figures")
     bench = bench_parser.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
-    for name in EXTENSIONS:
-        importlib.import_module(name).register(commands, bench)
+    for module in EXTENSIONS:
+        module.register(commands, bench)
     return parser
 
 
@@ -71,5 +65,3 @@ def main(argv=None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from . import toolchain
-from .config import load
-from .errors import TilefabError
-from .generate import TOPS, generate
-
-# Warnings that Amaranth's Verilog backend produces by construction (implicit
-# widening and truncation, always-blocks with constant sensitivity, unused
-# intermediate nets, initialised regs, partial case statements over enums).
-# Anything else Verilator reports fails the lint.
-LINT_WAIVERS = ("DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC",
-                "CASEINCOMPLETE", "ALWNEVER", "UNSIGNED")
-
-
-def lint_file(path: Path, top: str | None = None) -> subprocess.CompletedProcess:
-    toolchain.apply()
-    cmd = [toolchain.verilator_bin(), "--lint-only", "-Wall",
-           *(f"-Wno-{w}" for w in LINT_WAIVERS), str(path)]
-    if top:
-        cmd += ["--top-module", top]
-    return subprocess.run(cmd, capture_output=True, text=True)
+from ..bench.noc import run_noc_bench
+from ..gen import toolchain
+from ..gen.config import load
+from ..gen.errors import TilefabError
+from ..gen.generate import TOPS, generate
+from ..gen.lint import LINT_WAIVERS, lint_file
+from ..gen.synth import synthesize
+from ..verif.runner import run_generated
+from .gemm import sim_gemm
 
 
 def _generate(args) -> int:
@@ -71,8 +59,6 @@ def _lint(args) -> int:
 
 
 def _synth(args) -> int:
-    from .synth import synthesize
-
     cfg = load(args.config)
     g = generate(cfg, args.top)
     res = synthesize(g.text(), g.module, args.family)
@@ -85,10 +71,7 @@ def _synth(args) -> int:
 
 def _sim(args) -> int:
     if args.workload == "gemm":
-        from .gemm.cli import sim_gemm
         return sim_gemm(args)
-    from ..verif.runner import run_generated
-
     cfg = load(args.config)
     if any(t["kind"] != "memory" for t in cfg["tile_map"]):
         raise TilefabError("sim memory: needs a fabric of memory tiles only")
@@ -123,8 +106,6 @@ def _mesh_arg(text: str):
 
 
 def _bench_noc(args) -> int:
-    from .noc_bench import run_noc_bench
-
     cols, rows = _mesh_arg(args.mesh)
     return run_noc_bench(cols, rows, pattern=args.pattern, points=args.points,
                          warmup=args.warmup, measure=args.measure, seed=args.seed,

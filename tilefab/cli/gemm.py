@@ -6,20 +6,12 @@ import time
 
 import numpy as np
 
-from ..config import load
-from ..errors import TilefabError
-
-
-def random_operands(rng: np.random.Generator, m: int, k: int, n: int, op_bits: int):
-    """Uniform random operands with the extreme values planted in both matrices."""
-    lo, hi = -(1 << (op_bits - 1)), (1 << (op_bits - 1)) - 1
-    a = rng.integers(lo, hi + 1, size=(m, k))
-    b = rng.integers(lo, hi + 1, size=(k, n))
-    for x in (a, b):
-        flat = x.reshape(-1)
-        flat[rng.integers(0, flat.size, size=max(1, flat.size // 16))] = lo
-        flat[rng.integers(0, flat.size, size=max(1, flat.size // 16))] = hi
-    return a, b
+from ..bench.gemm import register_bench
+from ..gen.config import load
+from ..gen.errors import TilefabError
+from ..golden.gemm import gemm_exact
+from ..verif.runtime import Fabric
+from ..verif.stimulus import random_operands
 
 
 def _dims(args):
@@ -31,9 +23,6 @@ def _dims(args):
 
 
 def sim_gemm(args) -> int:
-    from ...golden.gemm import gemm_exact
-    from ...verif.host import Fabric
-
     m, k, n = _dims(args)
     cfg = load(args.config)
     tiles = [t for t in cfg["tile_map"] if t["kind"] == "gemm"]
@@ -71,6 +60,4 @@ def sim_gemm(args) -> int:
 
 
 def register(commands, bench):
-    from .bench import register_bench
-
     register_bench(bench)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import TilefabError
+from ..bench.imc import run_bench
+from ..gen.errors import TilefabError
+from ..gen.imc import config
+from ..gen.imc.energy import FIGURES, energy_per_mvm
+from ..golden import imc as g
+from ..verif.tb_crossbar import run_on_verilator
 
 
 def _mvm(args) -> int:
-    from ...golden import imc as g
-    from . import config
-    from .host import run_on_verilator
 
     cfg = config.load(args.config)
     p = cfg.params
@@ -63,8 +65,6 @@ def _mvm(args) -> int:
 
 
 def _report(args) -> int:
-    from . import config
-    from .energy import FIGURES, energy_per_mvm
 
     cfg = config.load(args.config)
     p = cfg.params
@@ -84,7 +84,6 @@ def _report(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import run_bench
 
     return run_bench(args)
 

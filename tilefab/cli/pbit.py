@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..bench.pbit import bench
+from ..gen.pbit import graph, maxcut
+from ..gen.pbit.factor import factor
+from ..gen.pbit.maxcut import ARCHS, LANES, PARALLEL_MAX_DEGREE
+from ..verif.tb_pbit import run_rtl
+
 
 def _positive(name):
     def parse(text):
@@ -18,11 +24,10 @@ def _positive(name):
 
 
 def _maxcut(args) -> int:
-    from . import graph, maxcut
 
     gr = graph.read_rudy(args.file)
     res = maxcut.run(gr, args.sweeps, backend=args.backend, seed=args.seed, arch=args.arch,
-                     lanes=args.lanes)
+                     lanes=args.lanes, execute=run_rtl)
     where = "Verilator RTL" if res.backend == "rtl" else "bit-exact golden model"
     print(f"{gr.name}: {gr.n} nodes, {len(gr.edges)} edges, max degree "
           f"{int(gr.degrees().max())}, {res.colours} colours (DSATUR), {res.arch} array  "
@@ -36,11 +41,10 @@ def _maxcut(args) -> int:
 
 
 def _factor(args) -> int:
-    from .factor import factor
 
     res = factor(args.N, na=args.bits[0] if args.bits else None,
                  nb=args.bits[1] if args.bits else None, sweeps=args.sweeps, runs=args.runs,
-                 backend=args.backend, seed=args.seed)
+                 backend=args.backend, seed=args.seed, execute=run_rtl)
     where = "Verilator RTL" if res.backend == "rtl" else "bit-exact golden model"
     if res.a is None:
         print(f"{res.N}: no factorization found in {res.runs} runs of {args.sweeps} sweeps "
@@ -53,7 +57,6 @@ def _factor(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import bench
 
     return bench(args)
 
@@ -70,7 +73,6 @@ def _lanes(text):
 
 
 def _arch_args(p):
-    from .maxcut import ARCHS, LANES, PARALLEL_MAX_DEGREE
 
     p.add_argument("--arch", choices=ARCHS, default="auto",
                    help=f"parallel: one adder tree per p-bit; lanes: J in block RAM, one "

@@ -1,0 +1,151 @@
+"""Host side of the p-bit tile (``hw.tiles.pbit``): requests, reply decoding, golden results.
+
+Pure functions, no simulator. ``ops`` is a session of ``driver.Program`` /
+``driver.Run`` / ``driver.Read`` as for a bare array: ``requests_for`` turns it
+into the tile's requests (every ctrl word of ``driver.encode`` chunked into
+WRITEs at ``CTRL + k``; each Run's RUN word and each Read become an EXEC whose
+tag is ``first_tag + job``), ``decode_replies`` reassembles the record flits
+(the REPLYs whose ``addr`` is a job tag, in order) into ``driver.Result``s and
+``golden_results`` predicts those from the bit-exact model.
+
+Words are packed with the tile's ``data.Layout`` objects (``PBitTileParams``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ...golden.pbit import pbit_seeds
+from ...hw.noc.packet import Op
+from ...hw.tiles.pbit import PBitTileParams
+from ..errors import ConfigError
+from . import driver
+
+
+class Expected(NamedTuple):
+    """What the tile sends back for a session: record flits, DONEs and their tags."""
+    reply_flits: int
+    dones: int
+    tags: tuple
+
+
+def records_of(params: PBitTileParams, op) -> int:
+    """``out`` records a Run or Read produces (samples, then the final records)."""
+    nch = params.config()["n_chunks"]
+    final = 2 * nch + 4
+    if isinstance(op, driver.Read):
+        return final
+    samples = 0
+    if op.sample_every:
+        samples = sum(s for _, s in op.schedule) // op.sample_every
+    return samples * (nch + 1) + final
+
+
+def _check_size(params: PBitTileParams, op: driver.Program):
+    n = params.n
+    J = np.asarray(op.J)
+    if J.ndim != 2 or J.shape[0] != J.shape[1]:
+        raise ConfigError("J", f"must be a square matrix, got shape {J.shape}")
+    if J.shape[0] > n:
+        raise ConfigError("J", f"the problem has {J.shape[0]} p-bits, above the tile's n={n}")
+
+
+def _chunks(params: PBitTileParams, word: int) -> list[int]:
+    c = params.ctrl_chunks_layout.from_bits(word)
+    return [c[k] for k in range(params.ctrl_chunks)]
+
+
+def _writes(params: PBitTileParams, word: int) -> list[tuple[int, int, int]]:
+    return [(Op.WRITE.value, params.ctrl_base + k, chunk)
+            for k, chunk in enumerate(_chunks(params, word))]
+
+
+def descriptor(params: PBitTileParams, op) -> int:
+    """The EXEC descriptor of a Run (checked by ``driver.check_run``) or a Read."""
+    if isinstance(op, driver.Read):
+        fields = {"sample_every": 0, "colours": 0, "last": 0, "read": 1}
+    else:
+        driver.check_run(params.config(), op)
+        fields = {"sample_every": op.sample_every, "colours": op.n_colours - 1,
+                  "last": len(op.schedule) - 1, "read": 0}
+    return params.descriptor_layout.const(fields).as_value().value
+
+
+def requests_for(params: PBitTileParams, ops, *, first_tag: int = 0
+                 ) -> tuple[list[tuple[int, int, int]], Expected]:
+    """``[(op, addr, data), ...]`` for one tile running ``ops``, and what comes back.
+
+    Tags count up from ``first_tag`` and must stay below the status window so that
+    record flits are told from status REPLYs.
+    """
+    cfg = params.config()
+    reqs, tags, flits = [], [], 0
+    for op in ops:
+        if isinstance(op, driver.Program):
+            _check_size(params, op)
+            for word in driver.encode(cfg, params.neighbours, [op]):
+                reqs += _writes(params, word)
+        elif isinstance(op, (driver.Run, driver.Read)):
+            if isinstance(op, driver.Run):
+                # driver.encode checks the run; its last word (RUN) becomes the EXEC.
+                words = driver.encode(cfg, params.neighbours, [op])
+                assert params.ctrl_layout.from_bits(words[-1]).op == int(params.ops.RUN)
+                for word in words[:-1]:
+                    reqs += _writes(params, word)
+            tag = first_tag + len(tags)
+            if not 0 <= tag < params.status_base:
+                raise ConfigError("first_tag", f"job tags must lie in [0, "
+                                               f"{params.status_base - 1}] (below the status "
+                                               f"registers), got {tag}")
+            tags.append(tag)
+            reqs.append((Op.EXEC.value, tag, descriptor(params, op)))
+            flits += records_of(params, op) * params.record_chunks
+        else:
+            raise TypeError(f"unknown operation {op!r}")
+    return reqs, Expected(flits, len(tags), tuple(tags))
+
+
+def record_words(params: PBitTileParams, reply_datas) -> list[int]:
+    """The ``out`` records carried by record flits (``record_chunks`` each, in order)."""
+    R = params.record_chunks
+    datas = [int(d) for d in reply_datas]
+    if len(datas) % R:
+        raise ValueError(f"{len(datas)} record flits is not a whole number of "
+                         f"{R}-flit records")
+    lay, mask = params.record_chunks_layout, (1 << params.out_layout.size) - 1
+    # the tile pads a record with zeros up to R chunks; drop them all the same
+    return [lay.const(datas[i:i + R]).as_value().value & mask for i in range(0, len(datas), R)]
+
+
+def decode_replies(params: PBitTileParams, reply_datas) -> list[driver.Result]:
+    """One ``driver.Result`` per Run/Read from the data of the record flits, in order."""
+    return driver.decode(params.config(), record_words(params, reply_datas))
+
+
+def golden_records(params: PBitTileParams, ops) -> list[int]:
+    """Every ``out`` record the tile's array emits for ``ops``, from the bit-exact model."""
+    seen_program = False
+    for op in ops:
+        if isinstance(op, driver.Program):
+            _check_size(params, op)
+            driver.check_program(params.config(), params.neighbours, op)
+            seen_program = True
+        elif isinstance(op, (driver.Run, driver.Read)) and not seen_program:
+            raise ConfigError("ops", "the golden model needs a Program before the first "
+                                     "Run or Read")
+        elif isinstance(op, driver.Run):
+            driver.check_run(params.config(), op)
+    return driver.golden_records(params.config(), pbit_seeds(params.seed, params.n), ops)
+
+
+def golden_results(params: PBitTileParams, ops) -> list[driver.Result]:
+    """What ``decode_replies`` should return for ``ops``: the bit-exact model's results."""
+    return driver.decode(params.config(), golden_records(params, ops))
+
+
+def done_records(params: PBitTileParams, ops) -> list[int]:
+    """The ``data`` of each job's DONE: the records of that Run or Read."""
+    return [records_of(params, op) for op in ops if isinstance(op, (driver.Run, driver.Read))]
+

@@ -1,0 +1,590 @@
+"""The runtime: one handle that runs jobs on every tile kind of a generated fabric.
+
+``Fabric(config)`` generates the fabric (cached), builds its Verilator model once
+through pyverilator and steps it from Python; ``Fabric(config,
+backend=CocotbBackend(dut))`` drives the same host port inside a cocotb test
+(there, ``await fab.gemm_async(...)`` and the other ``*_async`` methods).
+
+Every method compiles its job into per-tile request lists with the workload
+compilers of ``tilefab.gen`` (GEMM tiling, crossbar mapping, p-bit programs),
+runs them as one ``HostSession`` (the host side of the NoC protocol, the same
+for every kind) and decodes the replies. Every method takes ``seed``,
+``in_stall`` and ``out_stall``: the probabilities that the host pauses its
+sends on ``host_in`` / drops ``host_out.ready`` in a cycle, drawn from ``seed``.
+
+Results carry their golden prediction: ``.golden_ok`` says whether the RTL's
+answer equals the bit-exact model's (for GEMM, numpy's exact product), and
+``.mismatch`` names the first difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..gen.config import as_config, tile_params
+from ..gen.errors import ConfigError, TilefabError
+from ..gen.gemm.compiler import compile_gemm
+from ..gen.generate import generate, packet_format
+from ..gen.imc import tile as imc_tile
+from ..gen.pbit import driver, factor, graph, quant
+from ..gen.pbit import tile as pbit_tile
+from ..golden.gemm import GemmGeometry, gemm_exact
+from ..golden.packet import Op
+from .session import CocotbBackend, HostError, HostSession, PyverilatorBackend
+
+BACKENDS = ("verilator", "pyverilator")
+BETA = (0.1, 3.0)          # the default anneal: a geometric ramp between these
+
+
+@dataclass
+class Tile:
+    x: int
+    y: int
+    kind: str
+    values: dict              # the YAML parameters, defaults filled
+    params: object            # the kind's checked parameter object (``Tile.Params``)
+    geometry: dict            # ``params.manifest()``: address map, status registers
+
+    @property
+    def xy(self) -> tuple:
+        return (self.x, self.y)
+
+
+def _mismatch(name, got, want) -> str:
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return f"{name}: shape {got.shape} != golden {want.shape}"
+    bad = np.argwhere(got != want)
+    if not len(bad):
+        return ""
+    idx = tuple(int(i) for i in bad[0])
+    return f"{name}{list(idx)}: RTL {got[idx]} != golden {want[idx]}"
+
+
+# -- results ---------------------------------------------------------------------------
+
+@dataclass
+class GemmRun:
+    """One GEMM on the fabric: the product and how long it took."""
+    c: np.ndarray
+    cycles: int                     # first flit in to last flit out
+    macs: int                       # m * k * n
+    pes: int
+    lanes: int
+    flits_in: int
+    flits_out: int
+    counters: dict                  # (x, y) -> {status register: value during the run}
+    mismatch: str = ""
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.pes * self.lanes
+
+    @property
+    def utilization(self) -> float:
+        return self.macs / (self.peak_macs_per_cycle * self.cycles)
+
+    def pe_utilization(self) -> dict:
+        """Per PE: cycles its MAC engine issued, over the run's cycles."""
+        return {pe: c["busy"] / self.cycles for pe, c in self.counters.items()}
+
+    def stall_breakdown(self) -> dict:
+        """Mean over PEs of each kind of engine cycle, as fractions of the run."""
+        out = {}
+        for name in ("busy", "stall_operands", "stall_noc"):
+            out[name] = float(np.mean([c[name] for c in self.counters.values()])) / self.cycles
+        out["idle"] = max(0.0, 1.0 - sum(out.values()))
+        return out
+
+
+@dataclass
+class MvmRun:
+    """``y = w @ x`` on the crossbar tiles."""
+    y: np.ndarray                   # integer outputs, summed over the k-blocks
+    estimate: np.ndarray            # y in units of w @ x
+    ideal: np.ndarray               # float w @ x
+    golden: np.ndarray              # the bit-exact model's y
+    cycles: int
+    tiles: list                     # crossbar tiles used
+    jobs: int                       # (tile, block) programmings
+    energy_pj: float                # from the energy model
+    macs: int                       # m * k * vectors
+
+    @property
+    def error(self) -> float:
+        """Relative RMS error of the estimate against the ideal MVM."""
+        diff = np.asarray(self.estimate, float) - self.ideal
+        ref = float(np.sqrt(np.mean(self.ideal ** 2)))
+        rms = float(np.sqrt(np.mean(diff ** 2)))
+        return rms / ref if ref else (0.0 if rms == 0 else float("inf"))
+
+    @property
+    def mismatch(self) -> str:
+        return _mismatch("y", self.y, self.golden)
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+
+@dataclass
+class AnnealRun:
+    """One anneal on a p-bit tile."""
+    state: np.ndarray               # final spins, +-1
+    energy: int                     # its energy in the tile's integer units
+    best_state: np.ndarray
+    best_energy: int
+    cycles: int                     # the tile's run cycles
+    update_cycles: int
+    sweeps: int
+    flips: int                      # update decisions: sweeps x free p-bits
+    tile: tuple
+    samples: list = field(default_factory=list)
+    scale: float = 1.0              # integer units per problem unit (quantization)
+    mismatch: str = ""
+    cut: int | None = None          # maxcut: the best cut seen ...
+    assignment: np.ndarray | None = None   # ... and its side of every node (0/1)
+    final_cut: int | None = None
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+    @property
+    def flips_per_cycle(self) -> float:
+        return self.flips / self.cycles if self.cycles else 0.0
+
+
+@dataclass
+class FactorRun:
+    N: int
+    a: int | None
+    b: int | None
+    runs: int
+    sweeps: int
+    cycles: int
+    tile: tuple
+    mismatch: str = ""
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+
+# -- the handle ------------------------------------------------------------------------
+
+class Fabric:
+    """A generated fabric and a simulator to run jobs on it (see the module docstring)."""
+
+    def __init__(self, config, backend="verilator", *, seed: int | None = None,
+                 in_stall: float = 0.0, out_stall: float = 0.0):
+        self.config = as_config(config)
+        self.generated = generate(self.config)
+        self.manifest = self.generated.manifest
+        self.fmt = packet_format(self.config)
+        pkt = self.config["packet"]
+        self.tiles = {}
+        for t in self.config["tile_map"]:
+            params = tile_params(t, pkt)
+            values = {k: v for k, v in t.items() if k not in ("x", "y", "kind")}
+            self.tiles[(t["x"], t["y"])] = Tile(t["x"], t["y"], t["kind"], values, params,
+                                                params.manifest())
+        _check_stalls(in_stall, out_stall)
+        if isinstance(backend, str):
+            if backend not in BACKENDS:
+                raise TilefabError(f"backend: {backend!r} is not allowed, must be one of "
+                                   f"{', '.join(BACKENDS)} or a backend object "
+                                   f"(CocotbBackend(dut) in cocotb tests)")
+            backend = PyverilatorBackend(self.generated, seed, in_stall, out_stall)
+        self.backend = backend
+        self._pbit_history = {}          # tile -> every p-bit op it has run (golden state)
+
+    # -- tiles
+
+    def tiles_of(self, kind: str) -> list:
+        found = [t for t in self.tiles.values() if t.kind == kind]
+        if not found:
+            kinds = ", ".join(sorted({t.kind for t in self.tiles.values()}))
+            raise TilefabError(f"{self.config['name']}: this fabric has no {kind} tiles "
+                               f"(its tiles are: {kinds})")
+        return found
+
+    def tile(self, x: int, y: int) -> Tile:
+        if (x, y) not in self.tiles:
+            mesh = self.config["mesh"]
+            raise TilefabError(f"tile ({x}, {y}): not in the {mesh['cols']}x{mesh['rows']} "
+                               f"mesh, x must be 0..{mesh['cols'] - 1} and y "
+                               f"0..{mesh['rows'] - 1}")
+        return self.tiles[(x, y)]
+
+    def _pick(self, kind: str, where) -> Tile:
+        if where is None:
+            return self.tiles_of(kind)[0]
+        t = self.tile(*where)
+        if t.kind != kind:
+            raise TilefabError(f"tile {tuple(where)}: is a {t.kind} tile, not {kind}")
+        return t
+
+    # -- plain requests
+
+    def read(self, x, y, addr, **run):
+        return self._sync(self.read_async(x, y, addr, **run))
+
+    async def read_async(self, x, y, addr, **run) -> int:
+        self.tile(x, y)
+        s = await self._run({(x, y): [(Op.READ, addr, 0, 0)]}, {(x, y): (1, 0)}, **run)
+        return s.streams[(x, y)].replies[0]
+
+    def write(self, x, y, addr, value, **run):
+        return self._sync(self.write_async(x, y, addr, value, **run))
+
+    async def write_async(self, x, y, addr, value, **run):
+        """A posted WRITE, fenced by a READ of a status register so an ERROR is seen."""
+        t = self.tile(x, y)
+        fence = next(iter(t.geometry["status_registers"].values()))
+        await self._run({(x, y): [(Op.WRITE, addr, value, 0), (Op.READ, fence, 0, 0)]},
+                        {(x, y): (1, 0)}, **run)
+
+    def status(self, x, y, **run) -> dict:
+        return self._sync(self.status_async(x, y, **run))
+
+    async def status_async(self, x, y, **run) -> dict:
+        got = await self._status({(x, y): self.tile(x, y)}, **run)
+        return got[(x, y)]
+
+    async def _status(self, tiles: dict, **run) -> dict:
+        requests, expect = {}, {}
+        for xy, t in tiles.items():
+            regs = t.geometry["status_registers"]
+            requests[xy] = [(Op.READ, a, 0, 0) for a in regs.values()]
+            expect[xy] = (len(regs), 0)
+        s = await self._run(requests, expect, **run)
+        return {xy: dict(zip(t.geometry["status_registers"], s.streams[xy].replies))
+                for xy, t in tiles.items()}
+
+    def transact(self, x, y, requests, replies: int, dones: int = 0, **run) -> list:
+        return self._sync(self.transact_async(x, y, requests, replies, dones, **run))
+
+    async def transact_async(self, x, y, requests, replies: int, dones: int = 0,
+                             **run) -> list:
+        """Send raw ``(op, addr, data)`` requests to one tile; return every packet back.
+
+        ERROR answers count as replies here instead of stopping the run, so
+        malformed requests can be sent on purpose.
+        """
+        self.tile(x, y)
+        s = await self._run({(x, y): [(op, a, d, 0) for op, a, d in requests]},
+                            {(x, y): (replies, dones)}, errors_ok=True, **run)
+        return s.streams[(x, y)].packets
+
+    # -- GEMM
+
+    def gemm(self, a, b, **run) -> GemmRun:
+        return self._sync(self.gemm_async(a, b, **run))
+
+    async def gemm_async(self, a, b, **run) -> GemmRun:
+        """C = A·B on every GEMM tile (they must share their parameters)."""
+        pes = self.tiles_of("gemm")
+        values = pes[0].values
+        if any(t.values != values for t in pes):
+            raise TilefabError("tiles: GEMM tiles with different parameters in one fabric are "
+                               "not supported by gemm(); give them all the same parameters")
+        p = self.config["packet"]
+        geom = GemmGeometry(data_bits=p["data_bits"], addr_bits=p["addr_bits"], **values)
+        coords = [t.xy for t in pes]
+        before = await self._status({t.xy: t for t in pes}, **run)
+        plan = compile_gemm(a, b, geom, coords,
+                            words_before={pe: before[pe]["words"] for pe in coords})
+        F = geom.flits_per_group
+        ops = {"write": Op.WRITE, "exec": Op.EXEC}
+        requests, expect = {}, {}
+        for prog in plan.programs:
+            pe = (prog.x, prog.y)
+            requests[pe] = [(ops[it.kind], it.addr, it.data, it.after_done)
+                            for it in prog.items]
+            expect[pe] = (sum(j.groups for j in prog.jobs) * F, len(prog.jobs))
+        session = await self._run(requests, expect, **run)
+        for prog in plan.programs:
+            got = session.streams[(prog.x, prog.y)].dones
+            want = [j.tag for j in prog.jobs]
+            if got != want:
+                raise HostError(f"tile {(prog.x, prog.y)} finished jobs {got}, expected {want}")
+        c = plan.assemble({dst: s.replies for dst, s in session.streams.items()})
+        after = await self._status({t.xy: t for t in pes}, **run)
+        counters = {pe: {k: (after[pe][k] - before[pe][k]) % (1 << 32) for k in after[pe]}
+                    for pe in coords}
+        return GemmRun(c=c, cycles=session.cycles, macs=plan.macs, pes=len(pes),
+                       lanes=values["lanes"], flits_in=session.flits_in,
+                       flits_out=session.flits_out, counters=counters,
+                       mismatch=_mismatch("c", c, gemm_exact(a, b, values["op_bits"])))
+
+    # -- crossbar
+
+    def mvm(self, w, x, **run) -> MvmRun:
+        return self._sync(self.mvm_async(w, x, **run))
+
+    async def mvm_async(self, w, x, *, seed: int | None = None, in_stall=None,
+                        out_stall=None) -> MvmRun:
+        """``y = w @ x`` tiled over every crossbar tile; partial sums added on the host."""
+        tiles = self.tiles_of("crossbar")
+        noise_seed = 0 if seed is None else _seed(seed)
+        plan = imc_tile.plan_mvm([(t.xy, t.params) for t in tiles], w, x, seed=noise_seed)
+        requests, expect = {}, {}
+        for job in plan.jobs:
+            requests.setdefault(job.tile, []).extend((op, a, d, 0) for op, a, d in job.requests)
+            r, dn = expect.get(job.tile, (0, 0))
+            expect[job.tile] = (r + job.expected[0], dn + job.expected[1])
+        session = await self._run(requests, expect, seed=seed, in_stall=in_stall,
+                                  out_stall=out_stall)
+        replies, taken = [], {}
+        for job in plan.jobs:
+            got = session.streams[job.tile].replies
+            k = taken.get(job.tile, 0)
+            replies.append(got[k:k + job.expected[0]])
+            taken[job.tile] = k + job.expected[0]
+        out = plan.assemble(replies)
+        ideal = np.asarray(x, dtype=np.float64) @ np.asarray(w, dtype=np.float64).T
+        m, k = plan.shape
+        return MvmRun(y=out.y, estimate=out.estimate, ideal=ideal,
+                      golden=imc_tile.golden_outputs(plan), cycles=session.cycles,
+                      tiles=sorted({j.tile for j in plan.jobs}), jobs=len(plan.jobs),
+                      energy_pj=imc_tile.energy_pj(plan), macs=m * k * plan.batch)
+
+    # -- p-bits
+
+    def anneal(self, j, h=None, **kw) -> AnnealRun:
+        return self._sync(self.anneal_async(j, h, **kw))
+
+    async def anneal_async(self, j, h=None, *, sweeps: int = 1000, beta=BETA,
+                           seed: int | None = None, sample_every: int = 0, tile=None,
+                           in_stall=None, out_stall=None) -> AnnealRun:
+        """Anneal E = -(1/2 m'Jm + h'm) on a p-bit tile from a random state (``seed``).
+
+        ``j`` and ``h`` are integers in the tile's number formats or floats, which
+        are quantized (a power-of-two scale); ``beta`` is a constant, a
+        ``(beta0, beta1)`` geometric ramp, or a list of ``(beta_code, sweeps)``.
+        """
+        t = self._pick("pbit", tile)
+        J, hq, scale = self._quantize(t, j, h)
+        colours = graph.dsatur(_neighbours(J))
+        rng = np.random.default_rng(_seed(seed or 1))
+        state = rng.choice([-1, 1], len(hq))
+        prog = _fit(t, driver.Program(J, hq, colours, state=state))
+        schedule = self._schedule(t, beta, sweeps, scale)
+        r, mismatch = await self._pbit_run(
+            t, [prog, driver.Run(schedule, int(colours.max()) + 1, sample_every)],
+            seed=seed, in_stall=in_stall, out_stall=out_stall)
+        r = _trim(r, len(hq))
+        total = sum(s for _, s in schedule)
+        return AnnealRun(state=r.state, energy=r.energy, best_state=r.best_state,
+                         best_energy=r.best_energy, cycles=r.cycles,
+                         update_cycles=r.update_cycles, sweeps=total, flips=total * len(hq),
+                         tile=t.xy, samples=r.samples, scale=scale, mismatch=mismatch)
+
+    def maxcut(self, graph_, **kw) -> AnnealRun:
+        return self._sync(self.maxcut_async(graph_, **kw))
+
+    async def maxcut_async(self, graph_, *, sweeps: int = 1000, beta=BETA,
+                           seed: int | None = None, tile=None, in_stall=None,
+                           out_stall=None) -> AnnealRun:
+        """Max-Cut of ``graph_`` (edges ``(i, j, w)`` 0-based, a networkx graph or a rudy
+        file): J = -W, h = 0; ``.cut`` is the best cut seen, ``.assignment`` its sides."""
+        gr = as_graph(graph_)
+        run = await self.anneal_async(-gr.W(), np.zeros(gr.n, dtype=np.int64), sweeps=sweeps,
+                                      beta=beta, seed=seed, tile=tile, in_stall=in_stall,
+                                      out_stall=out_stall)
+        run.cut = gr.cut(run.best_state)
+        run.final_cut = gr.cut(run.state)
+        run.assignment = (run.best_state > 0).astype(np.int64)
+        return run
+
+    def factor(self, N: int, **kw) -> FactorRun:
+        return self._sync(self.factor_async(N, **kw))
+
+    async def factor_async(self, N: int, *, bits=None, sweeps: int = 1000, runs: int = 8,
+                           beta=(0.05, 1.0), seed: int | None = None, tile=None,
+                           in_stall=None, out_stall=None) -> FactorRun:
+        """Factor N with an invertible multiplier run backwards on a p-bit tile."""
+        t = self._pick("pbit", tile)
+        na, nb = factor.factor_widths(N, bits)
+        if not isinstance(runs, int) or not 1 <= runs <= 64:
+            raise ConfigError("runs", f"{runs!r} is not allowed, must be 1..64")
+        prog, mult = factor.factor_program(N, na, nb, n_colours=t.values["n_colours"])
+        J, h, _ = self._quantize(t, prog.J, prog.h, integers=True)
+        n = len(h)
+        prog = _fit(t, driver.Program(J, h, prog.colours, clamp=prog.clamp, state=prog.state))
+        schedule = self._schedule(t, beta, sweeps, 1.0)
+        k = int(prog.colours.max()) + 1
+        cycles = 0
+        for r in range(runs):
+            ops = ([prog] if r == 0 else []) + [driver.Run(schedule, k)]
+            res, mismatch = await self._pbit_run(t, ops, seed=seed, in_stall=in_stall,
+                                                 out_stall=out_stall)
+            cycles += res.cycles
+            res = _trim(res, n)
+            a, b = mult.value(res.best_state, mult.a), mult.value(res.best_state, mult.b)
+            if mismatch or a * b == N:
+                return FactorRun(N, a if a * b == N else None, b if a * b == N else None,
+                                 r + 1, (r + 1) * sweeps, cycles, t.xy, mismatch)
+        return FactorRun(N, None, None, runs, runs * sweeps, cycles, t.xy)
+
+    def _quantize(self, t: Tile, j, h, integers: bool = False):
+        fmt = driver.fmt_of(t.params.config())
+        J = _matrix("j", j)
+        n = J.shape[0]
+        h = np.zeros(n) if h is None else np.asarray(h)
+        if h.shape != (n,):
+            raise ConfigError("h", f"must have length {n} (j is {n}x{n}), not shape {h.shape}")
+        if n > t.params.config()["n"]:
+            raise ConfigError("j", f"{n} p-bits do not fit the p-bit tile at {t.xy}: it has "
+                                   f"n = {t.params.config()['n']}")
+        whole = (np.all(np.mod(J, 1) == 0) and np.all(np.mod(h, 1) == 0))
+        lo, hi = fmt.w_range()
+        hlo, hhi = fmt.h_range()
+        if integers or (whole and fmt.w_frac == 0 and J.min(initial=0) >= lo
+                        and J.max(initial=0) <= hi and h.min(initial=0) >= hlo
+                        and h.max(initial=0) <= hhi):
+            q = quant.quantize(J, h, fmt, scale=1.0)
+        else:
+            q = quant.quantize(J, h, fmt)
+        return q.J, q.h, q.scale
+
+    def _schedule(self, t: Tile, beta, sweeps: int, scale: float) -> list:
+        cfg = t.params.config()
+        fmt = driver.fmt_of(cfg)
+        limit = (1 << cfg["sweep_bits"]) - 1
+        if not isinstance(sweeps, int) or isinstance(sweeps, bool) or \
+                not 1 <= sweeps <= limit * cfg["sched_depth"]:
+            raise ConfigError("sweeps", f"{sweeps!r} is not allowed, must be 1.."
+                                        f"{limit * cfg['sched_depth']} (sched_depth "
+                                        f"{cfg['sched_depth']} x sweep_bits {cfg['sweep_bits']})")
+        if isinstance(beta, list):
+            return [(int(b), int(s)) for b, s in beta]
+        if isinstance(beta, tuple):
+            b0, b1 = (float(v) for v in beta)
+            if not (np.isfinite(b0) and np.isfinite(b1) and 0 < b0 and 0 < b1):
+                raise ConfigError("beta", f"{beta!r} is not allowed, must be two positive "
+                                          f"numbers (beta0, beta1)")
+            entries = max(cfg["sched_depth"] if cfg["sched_depth"] < 8 else 8,
+                          -(-sweeps // limit))
+            return factor.anneal_schedule(fmt, sweeps, b0 / scale, b1 / scale, entries)
+        b = float(beta)
+        if not (np.isfinite(b) and b >= 0):
+            raise ConfigError("beta", f"{beta!r} is not allowed, must be a number >= 0")
+        n = -(-sweeps // limit)
+        per = [sweeps // n + (k < sweeps % n) for k in range(n)]
+        return [(fmt.beta_code(b / scale), s) for s in per]
+
+    async def _pbit_run(self, t: Tile, ops, **run):
+        requests, expected = pbit_tile.requests_for(t.params, ops)
+        cfg = t.params.config()
+        sweeps = sum(s for op in ops if isinstance(op, driver.Run) for _, s in op.schedule)
+        per_sweep = cfg["n_colours"] * 7 + cfg.get("lanes", 1) * cfg.get("edge_depth", 1)
+        session = await self._run({t.xy: [(op, a, d, 0) for op, a, d in requests]},
+                                  {t.xy: (expected.reply_flits, expected.dones)},
+                                  timeout=20000 + 2 * sweeps * per_sweep, **run)
+        got = pbit_tile.decode_replies(t.params, session.streams[t.xy].replies)
+        history = self._pbit_history.setdefault(t.xy, [])
+        history.extend(ops)
+        want = pbit_tile.golden_results(t.params, history)[-len(got):]
+        r, g = got[-1], want[-1]
+        mismatch = (_mismatch("state", r.state, g.state) or
+                    _mismatch("best_state", r.best_state, g.best_state) or
+                    _mismatch("energy", r.energy, g.energy) or
+                    _mismatch("cycles", r.cycles, g.cycles))
+        return r, mismatch
+
+    # -- plumbing
+
+    async def _run(self, requests, expect, *, seed=None, in_stall=None, out_stall=None,
+                   errors_ok: bool = False, timeout: int = 20000):
+        _check_stalls(in_stall, out_stall)
+        session = HostSession.build(self.fmt, requests, expect, errors_ok=errors_ok)
+        run = self.backend.run(session, seed=seed, in_stall=in_stall, out_stall=out_stall,
+                               timeout=timeout)
+        if self.backend.asynchronous:
+            return await run
+        return run
+
+    def _sync(self, coro):
+        if self.backend.asynchronous:
+            coro.close()
+            raise TilefabError("this backend runs inside cocotb: use the *_async methods "
+                               "with await")
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        raise RuntimeError("a synchronous backend suspended")
+
+
+def _fit(t: Tile, prog: driver.Program) -> driver.Program:
+    """A problem smaller than the tile, padded with clamped, uncoupled p-bits."""
+    n, size = len(prog.h), t.params.config()["n"]
+    if n == size:
+        return prog
+    pad = size - n
+    J = np.zeros((size, size), dtype=np.int64)
+    J[:n, :n] = prog.J
+    clamp = np.zeros(n, bool) if prog.clamp is None else np.asarray(prog.clamp, bool)
+    state = np.ones(n, dtype=np.int64) if prog.state is None else np.asarray(prog.state)
+    return driver.Program(J, np.concatenate([prog.h, np.zeros(pad, dtype=np.int64)]),
+                          np.concatenate([prog.colours, np.zeros(pad, dtype=np.int64)]),
+                          clamp=np.concatenate([clamp, np.ones(pad, bool)]),
+                          state=np.concatenate([state, np.ones(pad, dtype=np.int64)]))
+
+
+def _trim(r: driver.Result, n: int) -> driver.Result:
+    return driver.Result(samples=[(s[:n], e) for s, e in r.samples], state=r.state[:n],
+                         energy=r.energy, best_state=r.best_state[:n],
+                         best_energy=r.best_energy, cycles=r.cycles,
+                         update_cycles=r.update_cycles)
+
+
+def _check_stalls(in_stall, out_stall):
+    for name, v in (("in_stall", in_stall), ("out_stall", out_stall)):
+        if v is not None and not (isinstance(v, (int, float)) and 0 <= v < 1):
+            raise TilefabError(f"{name}: {v!r} is not allowed, must be a probability in [0, 1)")
+
+
+def _seed(seed) -> int:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 1 << 32:
+        raise ConfigError("seed", f"{seed!r} is not allowed, must be 0..{(1 << 32) - 1}")
+    return seed
+
+
+def _matrix(name, value) -> np.ndarray:
+    a = np.asarray(value)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 1:
+        raise ConfigError(name, f"must be a square matrix, not shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+        raise ConfigError(name, "must hold finite numbers")
+    return a
+
+
+def _neighbours(J) -> list:
+    return [list(np.flatnonzero(row)) for row in np.asarray(J)]
+
+
+def as_graph(g) -> graph.Graph:
+    """A ``Graph`` from edges ``(i, j, w)`` (0-based), a networkx graph or a rudy file."""
+    if isinstance(g, graph.Graph):
+        return g
+    if isinstance(g, (str, Path)):
+        return graph.read_rudy(g)
+    if hasattr(g, "edges") and hasattr(g, "nodes"):         # networkx
+        nodes = {v: k for k, v in enumerate(g.nodes)}
+        edges = [(nodes[a], nodes[b], d.get("weight", 1)) for a, b, d in g.edges(data=True)]
+        return graph.from_edges(edges, n=len(nodes))
+    return graph.from_edges(g)
+
+
+__all__ = ["AnnealRun", "CocotbBackend", "Fabric", "FactorRun", "GemmRun", "HostError",
+           "MvmRun", "PyverilatorBackend", "as_graph"]
