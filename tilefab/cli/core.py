@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from ..gen.lint import LINT_WAIVERS, lint_file
 from ..gen.synth import synthesize
 from ..verif.runner import run_generated
 from .gemm import sim_gemm
+from .jobs import JOBS, run_jobs
 
 
 def _generate(args) -> int:
@@ -70,11 +72,16 @@ def _synth(args) -> int:
 
 
 def _sim(args) -> int:
-    if args.workload == "gemm":
-        return sim_gemm(args)
+    if args.factor < 4:
+        raise TilefabError(f"--factor: {args.factor} is not allowed, must be >= 4")
     cfg = load(args.config)
-    if any(t["kind"] != "memory" for t in cfg["tile_map"]):
-        raise TilefabError("sim memory: needs a fabric of memory tiles only")
+    memory_only = all(t["kind"] == "memory" for t in cfg["tile_map"])
+    workload = args.workload or ("memory" if memory_only else "all")
+    if workload == "gemm" and args.stall_in == args.stall_out == 0:
+        return sim_gemm(args)
+    if workload != "memory" or not memory_only:
+        args.workload = workload
+        return run_jobs(args)
     print(f"simulating {cfg['name']}: {cfg['mesh']['cols']}x{cfg['mesh']['rows']} memory "
           f"tiles on Verilator, {args.requests} host requests (seed {args.seed})")
     try:
@@ -92,6 +99,17 @@ def _sim(args) -> int:
     print(f"cycles: {r['cycles']}  (log: {run / 'sim.log'})")
     print("PASS: RTL matches the golden model")
     return 0
+
+
+def _seed_arg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v < 1 << 32:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer 0..{(1 << 32) - 1}, "
+                                         f"not {text!r}")
+    return v
 
 
 def _mesh_arg(text: str):
@@ -135,17 +153,28 @@ def register(commands, bench):
 
     p = commands.add_parser("sim", help="simulate a fabric on Verilator against the golden model")
     p.add_argument("config", help="fabric YAML")
-    p.add_argument("workload", nargs="?", default="memory", choices=("memory", "gemm"),
-                   help="memory: random host reads/writes/malformed requests to every tile; "
-                        "gemm: C = A.B of random int matrices on the GEMM tiles, checked "
-                        "against numpy")
+    p.add_argument("workload", nargs="?", default=None, choices=("all", *JOBS),
+                   help="all (the default unless every tile is memory): one job of every "
+                        "kind; memory: random host reads/writes/malformed requests; gemm: "
+                        "C = A.B on the GEMM tiles vs numpy; mvm: W.x tiled over the crossbar "
+                        "tiles; anneal, maxcut, factor: on the p-bit tile vs the golden model")
     p.add_argument("--requests", type=int, default=2000, help="memory: requests to send")
     p.add_argument("--bad", type=float, default=0.05,
                    help="memory: fraction of malformed requests")
     p.add_argument("--m", type=int, default=64, help="gemm: rows of A and C")
     p.add_argument("--k", type=int, default=64, help="gemm: columns of A, rows of B")
     p.add_argument("--n", type=int, default=64, help="gemm: columns of B and C")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--vectors", type=int, default=4, help="mvm: input vectors")
+    p.add_argument("--mvm-rows", type=int, default=0, help="mvm: rows of W (default 2*cols-3)")
+    p.add_argument("--mvm-cols", type=int, default=0, help="mvm: columns of W")
+    p.add_argument("--sweeps", type=int, default=200, help="anneal/maxcut/factor: sweeps")
+    p.add_argument("--graph", default=None, help="maxcut: a rudy (G-set) graph file")
+    p.add_argument("--factor", type=int, default=143, help="factor: the semiprime")
+    p.add_argument("--stall-in", type=float, default=0.0,
+                   help="probability the host pauses its sends in a cycle")
+    p.add_argument("--stall-out", type=float, default=0.0,
+                   help="probability the host refuses output in a cycle")
+    p.add_argument("--seed", type=_seed_arg, default=1)
     p.set_defaults(func=_sim)
 
     p = bench.add_parser("noc", help="throughput and latency versus injection rate")
