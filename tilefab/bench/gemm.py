@@ -73,7 +73,8 @@ def run_gemm_bench(config, sizes, seed: int, plot) -> int:
     t0 = time.perf_counter()
     fabric = Fabric(config, seed=seed)
     build = time.perf_counter() - t0
-    info = fabric._gemm()
+    fabric.tiles_of("gemm")
+    info = fabric.manifest["gemm"]
     w, lanes = info["params"]["op_bits"], info["params"]["lanes"]
     cfg = fabric.config
     cols, rows = cfg["mesh"]["cols"], cfg["mesh"]["rows"]

@@ -33,7 +33,8 @@ def sim_gemm(args) -> int:
         raise TilefabError(f"--k: {k} is not allowed, must be 1..{max_k} (the tiles' max_k, "
                            f"which sizes their accumulators)")
     fabric = Fabric(cfg, seed=args.seed)
-    info = fabric._gemm()
+    fabric.tiles_of("gemm")
+    info = fabric.manifest["gemm"]
     w = info["params"]["op_bits"]
     a, b = random_operands(np.random.default_rng(args.seed), m, k, n, w)
     t0 = time.perf_counter()
