@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 from tilefab.gen.errors import ConfigError
-from tilefab.gen.imc import config as imc_config
 from tilefab.gen.imc.energy import adc_energy_pj, energy_per_mvm
 from tilefab.golden import imc as g
 from tilefab.hw.imc import Crossbar, GaussianNoise, magic_divider
@@ -266,47 +265,53 @@ def test_synthesizes_on_ecp5():
 
 # --- config and energy -------------------------------------------------------------
 
-GOOD = {"crossbar": {"rows": 8, "cols": 6, "levels": 4, "slices": 2, "frac_bits": 4,
-                     "input_bits": 4, "adc": {"bits": 6, "min": -8, "max": 12},
-                     "noise": {"programming": {"sigma": 0.3}, "read": {"sigma": 0.5}}}}
+GOOD = {"name": "xb", "mesh": {"cols": 1, "rows": 1},
+        "packet": {"data_bits": 32, "addr_bits": 12},
+        "tiles": {"default": {"kind": "crossbar", "rows": 8, "cols": 6, "levels": 4,
+                              "slices": 2, "frac_bits": 4, "input_bits": 4, "adc_bits": 6,
+                              "adc_min": -8, "adc_max": 12, "prog_sigma": 0.3,
+                              "read_sigma": 0.5}}}
 
 
-def _with(path, value, doc=GOOD):
+def _crossbar(doc=GOOD):
+    from tilefab.gen.config import resolve, tile_params
+
+    cfg = resolve(doc)
+    return tile_params(cfg["tile_map"][0], cfg["packet"])
+
+
+def _with(field, value, doc=GOOD):
     import copy
     doc = copy.deepcopy(doc)
-    node = doc
-    for k in path[:-1]:
-        node = node[k]
-    node[path[-1]] = value
+    doc["tiles"]["default"][field] = value
     return doc
 
 
 def test_config_parses_to_params():
-    cfg = imc_config.parse(GOOD)
-    assert cfg.params.adc_lo == -128 and cfg.params.adc_hi == 192
-    assert cfg.params.prog_gain == g.noise_gain(0.3, 4) and cfg.params.w_max == 15
+    p = _crossbar().crossbar
+    assert p.adc_lo == -128 and p.adc_hi == 192
+    assert p.prog_gain == g.noise_gain(0.3, 4) and p.w_max == 15
 
 
-@pytest.mark.parametrize("path,value,field,allowed", [
-    (("crossbar", "adc", "min"), 20, "crossbar.adc", "min (20) must be less than max (12)"),
-    (("crossbar", "levels"), 1, "crossbar.levels", "[2, 65536]"),
-    (("crossbar", "levels"), 3, "crossbar.levels", "power of two"),
-    (("crossbar", "adc", "max"), 12.1, "crossbar.adc.max", "multiple of 1/16"),
-    (("crossbar", "noise", "programming", "mode"), "drift", "mode", "independent, proportional"),
-    (("crossbar", "noise", "read", "sigma"), -1, "crossbar.noise.read.sigma", "[0.0, 64.0]"),
-    (("crossbar", "rows"), "8", "crossbar.rows", "integer in [1, 1024]"),
-    (("crossbar", "adc", "bit"), 3, "crossbar.adc.bit", "allowed keys are bits, max, min"),
-    (("weights",), [[16] * 6] * 8, "weights[0][0]", "[-15, 15]"),
-    (("weights",), [[1] * 6] * 7, "weights", "8 rows"),
+@pytest.mark.parametrize("field,value,allowed", [
+    ("adc_min", 20, "less than adc_max (12)"),
+    ("levels", 1, "2..256"),
+    ("levels", 3, "power of two"),
+    ("adc_max", 12.1, "multiple of 1/16"),
+    ("prog_noise", "drift", "independent, proportional"),
+    ("read_sigma", -1, "0..64"),
+    ("rows", "8", "integer"),
+    ("adc_bit", 3, "unknown field"),
 ])
-def test_config_errors_name_field_and_allowed_values(path, value, field, allowed):
+def test_config_errors_name_field_and_allowed_values(field, value, allowed):
     with pytest.raises(ConfigError) as exc:
-        imc_config.parse(_with(path, value))
-    assert field in str(exc.value) and allowed in str(exc.value), str(exc.value)
+        _crossbar(_with(field, value))
+    msg = str(exc.value)
+    assert msg.startswith("tiles.default") and field in msg and allowed in msg, msg
 
 
 def test_energy_model_breakdown():
-    p = imc_config.parse(GOOD).params
+    p = _crossbar().crossbar
     rep = energy_per_mvm(p)
     assert set(rep.per_mvm_pj) == {"adc", "dac", "cell_read", "shift_add"}
     assert math.isclose(sum(rep.shares().values()), 1.0)
@@ -334,21 +339,42 @@ def test_cli_report_on_examples(name, capsys):
         assert part in out
 
 
+def test_cli_report_weights_and_figures(capsys):
+    from tilefab.cli import main
+
+    cfg = EXAMPLES / "crossbar_pcm_weights.yaml"
+    assert main(["imc", "report", str(cfg)]) == 0
+    base = capsys.readouterr().out
+    assert main(["imc", "report", str(cfg), "--weights",
+                 str(EXAMPLES / "crossbar_pcm_weights.csv"), "--figure", "v_read=0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "weights from" in out and "figures overridden: v_read=0.3" in out
+    cell = [float(line.split()[1]) for text in (base, out) for line in text.splitlines()
+            if line.strip().startswith("cell_read")]
+    assert cell[1] > cell[0]          # v_read 0.2 -> 0.3 and non-uniform weights
+    bad = EXAMPLES / "crossbar_8x6.yaml"
+    assert main(["imc", "report", str(bad), "--weights",
+                 str(EXAMPLES / "crossbar_pcm_weights.csv")]) == 2
+    assert "must be 8x6" in capsys.readouterr().err
+
+
 def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
     from tilefab.cli import main
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("crossbar: {rows: 4, cols: 4, levels: 4, input_bits: 4,\n"
-                   "           adc: {bits: 4, min: 3, max: -3}}\n")
+    bad.write_text("mesh: {cols: 1, rows: 1}\n"
+                   "tiles: {default: {kind: crossbar, rows: 4, cols: 4, adc_bits: 4,\n"
+                   "                  adc_min: 3, adc_max: -3}}\n")
     assert main(["imc", "report", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "crossbar.adc" in err and "inverted" in err
+    assert err.count("\n") == 0 and "tiles.default.adc_min" in err, err
 
 
 def test_exact_example_is_exact_on_the_golden_model():
-    from tilefab.gen.imc.config import load
+    from tilefab.gen.config import load, tile_params
 
-    p = load(EXAMPLES / "crossbar_exact.yaml").params
+    cfg = load(EXAMPLES / "crossbar_exact.yaml")
+    p = tile_params(cfg["tile_map"][0], cfg["packet"]).crossbar
     rng = np.random.default_rng(0)
     w, xs = random_problem(p, rng, 10)
     model = g.CrossbarModel(p, 1)

@@ -54,10 +54,11 @@ def test_bit_exact_with_noise_and_backpressure(name):
 
 
 def test_noise_off_enough_adc_bits_gives_exact_integer_mvm():
-    from tilefab.gen.imc.config import load
+    from tilefab.gen.config import load, tile_params
 
     # No noise, one ADC step per level over a column's whole range [-18, 18].
-    p = load(Path(__file__).parent.parent / "examples" / "imc" / "crossbar_exact.yaml").params
+    cfg = load(Path(__file__).parent.parent / "examples" / "imc" / "crossbar_exact.yaml")
+    p = tile_params(cfg["tile_map"][0], cfg["packet"]).crossbar
     assert p.prog_gain == p.read_gain == 0 and p.adc_hi - p.adc_lo == 63 << p.frac_bits
     rng = np.random.default_rng(3)
     sessions = random_sessions(p, rng, 1, 30)
@@ -145,14 +146,26 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "imc"
 
 
 def test_cli_mvm_runs_rtl_and_agrees_with_golden(capsys):
-    from tilefab.gen.imc.config import load
+    from tilefab.gen.config import load, tile_params
 
     from tilefab.cli import main
 
     cfg = load(EXAMPLES / "crossbar_8x6.yaml")
-    assert cfg.params == CONFIGS["sliced"]     # one Verilator build serves both
+    assert tile_params(cfg["tile_map"][0], cfg["packet"]).crossbar == CONFIGS["sliced"]
     assert main(["imc", "mvm", str(EXAMPLES / "crossbar_8x6.yaml"), "--seed", "4",
-                 "--vectors", "6", "--stall", "0.2"]) == 0
+                 "--vectors", "6", "--stall-in", "0.2", "--stall-out", "0.3"]) == 0
     out = capsys.readouterr().out
     assert "RTL = golden: yes, 6 vectors x 6 outputs bit-exact" in out
-    assert "error vs ideal" in out and "limit rows*cols/in_bits = 12.00" in out
+    assert "error vs ideal" in out and "limit 1 x rows*cols/input_bits = 12.00" in out
+
+
+def test_cli_mvm_tiles_a_large_w_over_two_tiles(capsys):
+    from tilefab.cli import main
+
+    cfg = Path(__file__).parent.parent / "examples" / "crossbar2x1.yaml"
+    assert main(["imc", "mvm", str(cfg), "--inputs", "13", "--outputs", "11",
+                 "--vectors", "3", "--stall-in", "0.3", "--stall-out", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "3 vectors x 11 outputs bit-exact, 4 block(s) over tiles (0, 0) (1, 0)" in out
+    assert main(["imc", "mvm", str(cfg), "--vectors", "0"]) == 2
+    assert "--vectors: 0 is not allowed" in capsys.readouterr().err

@@ -165,8 +165,8 @@ def run_bench(args) -> int:
               + f"   {100 * floor[levels]:7.2f}")
     out["error_vs_adc_bits"] = {f"{lv}x{b}": e for (lv, b), e in grid.items()}
     out["quantization_floor"] = floor
-    plot(grid, args.png)
-    print(f"({time.monotonic() - t0:.1f} s) wrote {args.png}")
+    plot(grid, args.plot)
+    print(f"({time.monotonic() - t0:.1f} s) wrote {args.plot}")
 
 
     print("\n== energy (energy.py figures), 16x16 bench array")

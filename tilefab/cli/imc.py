@@ -1,108 +1,188 @@
-"""``tilefab imc mvm``, ``tilefab imc report`` and ``tilefab bench imc``."""
+"""``tilefab imc mvm``, ``tilefab imc report`` and ``tilefab bench imc``.
+
+``imc mvm`` and ``imc report`` take a fabric YAML with one or more crossbar tiles
+(a single crossbar is a 1x1 fabric, see examples/imc/). ``mvm`` runs on the
+runtime (``Fabric.mvm``), tiled over every crossbar tile; ``report`` evaluates
+the energy model for one tile.
+"""
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import numpy as np
 
 from ..bench.imc import run_bench
+from ..gen.config import load, tile_params
 from ..gen.errors import TilefabError
-from ..gen.imc import config
 from ..gen.imc.energy import FIGURES, energy_per_mvm
-from ..golden import imc as g
-from ..verif.tb_crossbar import run_on_verilator
+from ..verif.runtime import Fabric
+from .core import _seed_arg
+
+
+def _describe(p) -> str:
+    adc = (f"ADC {p.adc_bits} bit [{p.adc_min:g}, {p.adc_max:g}]" if p.adc_bits
+           else "ideal ADC")
+    return (f"{p.rows}x{p.cols}, {p.levels} levels x {p.slices} slice(s) (|w| <= {p.w_max}), "
+            f"{p.input_bits}-bit inputs, {adc}, programming noise {p.prog_sigma:g} "
+            f"({p.prog_noise}), read noise {p.read_sigma:g} level")
+
+
+def _weights(path, p, shape=None) -> np.ndarray:
+    """An integer matrix from ``.npy`` or text (CSV or whitespace), rows = inputs."""
+    path = Path(path)
+    try:
+        w = np.load(path) if path.suffix == ".npy" else np.loadtxt(
+            path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise TilefabError(f"--weights {path}: cannot read an integer matrix ({exc})") from None
+    want = shape or (p.rows, p.cols)
+    if w.ndim != 2 or w.shape != want:
+        raise TilefabError(f"--weights {path}: shape {w.shape} is not allowed, must be "
+                           f"{want[0]}x{want[1]} (inputs x outputs)")
+    if np.any(np.mod(w, 1)) or np.abs(w).max(initial=0) > p.w_max:
+        raise TilefabError(f"--weights {path}: weights must be integers in [-{p.w_max}, "
+                           f"{p.w_max}] (levels**slices - 1 with levels {p.levels}, slices "
+                           f"{p.slices})")
+    return w.astype(np.int64)
+
+
+def _figure(text: str):
+    name, _, value = text.partition("=")
+    if name not in FIGURES:
+        raise argparse.ArgumentTypeError(f"--figure {text!r}: unknown figure, must be one of "
+                                         f"{', '.join(sorted(FIGURES))}")
+    try:
+        v = float(value)
+    except ValueError:
+        v = -1.0
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"--figure {text!r}: the value must be a number >= 0")
+    return name, v
+
+
+def _crossbars(config: dict) -> list:
+    tiles = [t for t in config["tile_map"] if t["kind"] == "crossbar"]
+    if not tiles:
+        raise TilefabError(f"{config['name']}: this fabric has no crossbar tiles")
+    return tiles
 
 
 def _mvm(args) -> int:
-
-    cfg = config.load(args.config)
-    p = cfg.params
     if args.vectors < 1:
-        raise TilefabError(f"--vectors: must be >= 1, not {args.vectors}")
-    if not 0 <= args.stall < 1:
-        raise TilefabError(f"--stall: must be in [0, 1), not {args.stall}")
+        raise TilefabError(f"--vectors: {args.vectors} is not allowed, must be >= 1")
+    fab = Fabric(args.config, seed=args.seed, in_stall=args.stall_in,
+                 out_stall=args.stall_out)
+    tiles = fab.tiles_of("crossbar")
+    p = tiles[0].params
+    k = args.inputs or p.rows
+    m = args.outputs or p.cols
     rng = np.random.default_rng(args.seed)
-    w = cfg.weights if cfg.weights is not None else rng.integers(
-        -p.w_max, p.w_max + 1, (p.rows, p.cols))
-    lo, hi = p.x_range
-    xs = rng.integers(lo, hi + 1, (args.vectors, p.rows))
-    noise_seed = args.seed & 0xFFFF_FFFF
-    print(f"{cfg.name}: {cfg.describe()}")
-    print(f"seed {args.seed}: {'config' if cfg.weights is not None else 'random'} weights, "
-          f"{args.vectors} random input vectors, noise seed {noise_seed}")
-    rec = run_on_verilator(p, [{"noise_seed": noise_seed, "weights": w, "inputs": xs}],
-                           stall_in=args.stall, stall_out=args.stall, stim_seed=args.seed)[0]
-    rtl = np.array(rec["outputs"], dtype=np.int64)
-    model = g.CrossbarModel(p, noise_seed)
-    model.program(w)
-    gold = model.mvm_batch(xs)
-    mismatches = int(np.sum(np.any(rtl != gold, axis=1)))
-    if mismatches:
-        k = int(np.argmax(np.any(rtl != gold, axis=1)))
-        print(f"RTL = golden: NO, {mismatches} of {len(xs)} vectors differ; first, vector "
-              f"{k}: RTL {rtl[k].tolist()} golden {gold[k].tolist()}")
+    if args.weights:
+        wt = _weights(args.weights, p, (k, m))
+        source = f"weights from {args.weights}"
     else:
-        print(f"RTL = golden: yes, {len(xs)} vectors x {p.cols} outputs bit-exact")
-    ideal = g.ideal_mvm(w, xs)
-    err = g.error_vs_ideal(model.estimate(rtl), ideal)
-    print(f"error vs ideal x @ W: rel rms {100 * err['rel_rms']:.2f} %, rms {err['rms']:.3g}, "
-          f"max |err| {err['max_abs']:.3g}, mean {err['mean']:+.3g} "
+        wt = rng.integers(-p.w_max, p.w_max + 1, (k, m))
+        source = "random weights"
+    lo, hi = p.crossbar.x_range
+    xs = rng.integers(lo, hi + 1, (args.vectors, k))
+    print(f"{fab.config['name']}: {len(tiles)} crossbar tile(s), {_describe(p)}")
+    print(f"seed {args.seed}: W {k} inputs x {m} outputs ({source}), {args.vectors} random "
+          f"input vectors")
+    r = fab.mvm(wt.T, xs, seed=args.seed)
+    if r.golden_ok:
+        print(f"RTL = golden: yes, {args.vectors} vectors x {m} outputs bit-exact, "
+              f"{r.jobs} block(s) over tiles {' '.join(map(str, r.tiles))}")
+    else:
+        print(f"RTL = golden: NO, {r.mismatch}")
+    ideal = r.ideal
+    diff = r.estimate - ideal
+    print(f"error vs ideal x @ W: rel rms {100 * r.error:.2f} %, max |err| "
+          f"{np.abs(diff).max(initial=0):.3g}, mean {diff.mean():+.3g} "
           f"(ideal rms {np.sqrt(np.mean(ideal ** 2)):.3g})")
-    if args.show:
-        for k in range(min(len(xs), args.show)):
-            print(f"  y[{k}] RTL {rtl[k].tolist()} -> {np.round(model.estimate(rtl[k]), 2).tolist()}"
-                  f"  ideal {ideal[k].astype(int).tolist()}")
-    xc, yc = rec["cycles"]["x"], rec["cycles"]["y"]
-    total = yc[-1] - xc[0] + 1
-    limit = p.rows * p.cols / p.in_bits
-    line = (f"cycles: {len(xs)} vectors in {total} cycles from first input to last output "
-            f"({p.rows * p.cols * len(xs) / total:.2f} MACs/cycle")
-    if len(yc) > 1:
-        steady = (yc[-1] - yc[0]) / (len(yc) - 1)
-        line += (f"; steady state {steady:.2f} cycles/vector = "
-                 f"{p.rows * p.cols / steady:.2f} MACs/cycle")
-    print(line + f"); limit rows*cols/in_bits = {limit:.2f} MACs/cycle")
-    return 1 if mismatches else 0
+    for v in range(min(args.vectors, args.show)):
+        print(f"  y[{v}] RTL {r.y[v].tolist()} -> {np.round(r.estimate[v], 2).tolist()}  "
+              f"ideal {ideal[v].astype(int).tolist()}")
+    limit = len(r.tiles) * p.rows * p.cols / p.input_bits
+    print(f"cycles: {r.cycles} for programming and {args.vectors} vectors, "
+          f"{r.macs / r.cycles:.2f} MACs/cycle; limit {len(r.tiles)} x rows*cols/input_bits "
+          f"= {limit:.2f} MACs/cycle; energy {r.energy_pj:.1f} pJ "
+          f"({1e3 * r.energy_pj / r.macs:.2f} fJ/MAC)")
+    return 0 if r.golden_ok else 1
 
 
 def _report(args) -> int:
-
-    cfg = config.load(args.config)
-    p = cfg.params
-    rep = energy_per_mvm(p, cfg.energy, cfg.weights)
-    print(f"{cfg.name}: {cfg.describe()}")
-    print(f"per MVM: {p.rows * p.cols} MACs, {p.in_bits} input planes, "
-          f"{p.in_bits * p.slices * p.cols} ADC conversions")
+    config = load(args.config)
+    tiles = _crossbars(config)
+    if args.tile:
+        found = [t for t in tiles if (t["x"], t["y"]) == args.tile]
+        if not found:
+            raise TilefabError(f"--tile {args.tile}: not a crossbar tile of {config['name']} "
+                               f"(they are at {', '.join(str((t['x'], t['y'])) for t in tiles)})")
+        tiles = found
+    t = tiles[0]
+    p = tile_params(t, config["packet"])
+    w = _weights(args.weights, p) if args.weights else None
+    overrides = dict(args.figure)
+    cb = p.crossbar
+    rep = energy_per_mvm(cb, overrides, w)
+    print(f"{config['name']}: crossbar tile ({t['x']}, {t['y']}), {_describe(p)}")
+    print(f"per MVM: {cb.rows * cb.cols} MACs, {cb.in_bits} input planes, "
+          f"{cb.in_bits * cb.slices * cb.cols} ADC conversions")
     for line in rep.lines():
         print("  " + line)
     print(f"energy per MAC {rep.per_mac_fj:.2f} fJ, {rep.tops_per_watt:.1f} TOPS/W "
-          f"(2 ops/MAC); weights {'from config' if cfg.weights is not None else 'uniform random'}")
-    changed = {k: v for k, v in cfg.energy.items() if FIGURES.get(k) != v}
-    if changed:
-        print("figures overridden by the config: "
-              + ", ".join(f"{k}={v:g}" for k, v in sorted(changed.items())))
+          f"(2 ops/MAC); weights {'from ' + args.weights if w is not None else 'uniform random'}")
+    if overrides:
+        print("figures overridden: " + ", ".join(f"{k}={v:g}"
+                                                 for k, v in sorted(overrides.items())))
     return 0
 
 
-def _bench(args) -> int:
+def _tile_arg(text: str):
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be X,Y, not {text!r}") from None
+    return x, y
 
+
+def _bench(args) -> int:
     return run_bench(args)
 
 
 def register(commands, bench):
-    imc = commands.add_parser("imc", help="in-memory-compute crossbar emulator")
+    imc = commands.add_parser("imc", help="in-memory-compute crossbar tiles")
     sub = imc.add_subparsers(dest="imc", required=True, metavar="ACTION")
-    mvm = sub.add_parser("mvm", help="run random MVMs on the Verilator model and check them "
-                                     "against the golden model and the ideal MVM")
-    mvm.add_argument("config", help="crossbar YAML (see examples/imc/)")
-    mvm.add_argument("--seed", type=int, default=1,
+    mvm = sub.add_parser("mvm", help="run random MVMs on the fabric's crossbar tiles (Verilator)"
+                                     " and check them against the golden and the ideal MVM")
+    mvm.add_argument("config", help="fabric YAML with crossbar tiles (see examples/imc/)")
+    mvm.add_argument("--seed", type=_seed_arg, default=1,
                      help="seeds the weights, the inputs and the device noise")
     mvm.add_argument("--vectors", type=int, default=8, help="input vectors (default 8)")
-    mvm.add_argument("--stall", type=float, default=0.0,
-                     help="probability of a stall on each stream each cycle")
+    mvm.add_argument("--inputs", type=int, default=0,
+                     help="rows of W (default: a tile's rows; more are tiled)")
+    mvm.add_argument("--outputs", type=int, default=0,
+                     help="columns of W (default: a tile's cols; more are tiled)")
+    mvm.add_argument("--weights", default=None,
+                     help="integer W, inputs x outputs, from .npy or CSV/text")
+    mvm.add_argument("--stall-in", type=float, default=0.0,
+                     help="probability of a host-port input stall each cycle")
+    mvm.add_argument("--stall-out", type=float, default=0.0,
+                     help="probability of a host-port output stall each cycle")
     mvm.add_argument("--show", type=int, default=0, help="print the first N results")
     mvm.set_defaults(func=_mvm)
-    rep = sub.add_parser("report", help="energy per MVM and per MAC, with its breakdown")
-    rep.add_argument("config", help="crossbar YAML")
+    rep = sub.add_parser("report", help="energy per MVM and per MAC of a crossbar tile, "
+                                        "with its breakdown")
+    rep.add_argument("config", help="fabric YAML with crossbar tiles")
+    rep.add_argument("--tile", type=_tile_arg, default=None,
+                     help="X,Y of the crossbar tile (default: the first)")
+    rep.add_argument("--weights", default=None,
+                     help="integer W, rows x cols, from .npy or CSV/text (default: uniform)")
+    rep.add_argument("--figure", type=_figure, action="append", default=[],
+                     metavar="NAME=VALUE",
+                     help=f"override an energy figure ({', '.join(sorted(FIGURES))})")
     rep.set_defaults(func=_report)
 
     b = bench.add_parser("imc", help="crossbar: MACs/cycle vs limit, error vs ADC bits and "
@@ -112,8 +192,7 @@ def register(commands, bench):
     b.add_argument("--no-synth", action="store_true", help="skip synthesis")
     b.add_argument("--sizes", default="16,32,64",
                    help="array sizes to synthesize (default 16,32,64)")
-    b.add_argument("--png", default="imc_error_vs_adc_bits.png",
+    b.add_argument("--plot", default="imc_error_vs_adc_bits.png",
                    help="where to write the error plot")
     b.add_argument("--json", default=None, help="also write the figures as JSON")
     b.set_defaults(func=_bench)
-
