@@ -139,8 +139,9 @@ def test_factor_circuit_clamps_and_errors():
 
 
 def test_program_checks_name_the_field():
+    from tilefab.configs import pbit_format
     from tilefab.gen.pbit.factor import factor_array, factor_program
-    array, _ = factor_array(2, 2)
+    array, _ = factor_array(2, 2, pbit_format())
     cfg, nb = array.config(), array.neighbours
     prog, _ = factor_program(9, 2, 2)
     driver.encode(cfg, nb, [prog])

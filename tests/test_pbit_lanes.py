@@ -20,6 +20,10 @@ from tilefab.golden import pbit as g
 from tilefab.hw.pbit.lanes import PBitLanes
 from tilefab.verif.tb_pbit import run_rtl
 
+from tilefab.configs import pbit_format
+
+SHIPPED_FMT = pbit_format()      # the shipped p-bit tile's formats
+
 FMT_A = dict(w_bits=6, w_frac=1, h_bits=8, beta_bits=7, beta_frac=5, lut_size=32,
              lut_step_frac=2, rand_bits=14)
 FMT_B = dict(w_bits=4, w_frac=0, h_bits=5, beta_bits=8, beta_frac=6, lut_size=64,
@@ -119,15 +123,15 @@ def test_balance_lanes_is_a_relabelling_that_helps():
 
 def test_maxcut_lane_golden_counts_and_limit():
     gr = graph.random_sparse(64, 20, 400, np.random.default_rng(9), weights=(1,))
-    res = maxcut.run(gr, 20, backend="golden", arch="lanes", lanes=4)
-    par = maxcut.run(gr, 20, backend="golden", arch="parallel")
+    res = maxcut.run(gr, 20, SHIPPED_FMT, backend="golden", arch="lanes", lanes=4)
+    par = maxcut.run(gr, 20, SHIPPED_FMT, backend="golden", arch="parallel")
     edges = int(driver.lane_entries(gr.W()).sum())
     assert res.arch == "lanes" and res.flips_limit == pytest.approx(4 * 64 / edges)
     assert res.flips_per_cycle <= res.flips_limit
     assert res.cycles > 20 * edges / 4
     assert par.flips_limit == 64 / par.colours
     with pytest.raises(ConfigError, match="--arch: must be one of auto, parallel, lanes"):
-        maxcut.run(gr, 20, backend="golden", arch="tree")
+        maxcut.run(gr, 20, SHIPPED_FMT, backend="golden", arch="tree")
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(lanes=1, n=7, seeds=g.pbit_seeds(2, 7),
@@ -212,7 +216,7 @@ def test_cli_maxcut_on_the_lane_array(tmp_path, capsys):
     assert main(["pbit", "maxcut", str(f), "--sweeps", "100", "--backend", "golden",
                  "--arch", "lanes", "--lanes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "lanes array" in out and "best seen 12" in out
+    assert "lanes p-bit tile (0, 0) of pbit_lanes12" in out and "best seen 12" in out
     # 24 edge entries over 2 lanes: at most one decision per cycle
     assert "(limit lanes*n/edge entries (2 edges/cycle) = 1.00)" in out
     with pytest.raises(SystemExit) as exc:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from tilefab.gen.pbit import driver, graph
 from tilefab.gen.pbit.factor import (
-    FORMAT,
     anneal_schedule,
     factor_array,
     factor_program,
@@ -18,6 +17,10 @@ from tilefab.gen.pbit.factor import (
 from tilefab.golden import pbit as g
 from tilefab.hw.pbit.array import PBitArray
 from tilefab.verif.tb_pbit import run_rtl
+
+from tilefab.configs import pbit_format
+
+FACTOR_FMT = pbit_format()      # the shipped p-bit tile's formats
 
 pytestmark = pytest.mark.sim
 
@@ -125,12 +128,12 @@ def test_dense_array_bit_exact_and_boltzmann():
 
 def test_multiplier_bit_exact_and_factors_semiprimes():
     """The 4x4 multiplier array run backwards, bit-exact, on three clamped products."""
-    array, _ = factor_array(4, 4)
+    array, _ = factor_array(4, 4, FACTOR_FMT)
     ops, mults, n_runs = [], [], 3
     for N in (143, 77, 35):
         prog, mult = factor_program(N, 4, 4)
         k = int(prog.colours.max()) + 1
-        ops += [prog] + [driver.Run(anneal_schedule(FORMAT, 1000, 0.05, 1.0), k)] * n_runs
+        ops += [prog] + [driver.Run(anneal_schedule(FACTOR_FMT, 1000, 0.05, 1.0), k)] * n_runs
         mults.append((N, mult))
     results = check(array, ops, "pbit_mult4x4", in_stall=0.2, seed=5)
     for k, (N, mult) in enumerate(mults):

@@ -3,7 +3,9 @@
 ``Fabric(config)`` generates the fabric (cached), builds its Verilator model once
 through pyverilator and steps it from Python; ``Fabric(config,
 backend=CocotbBackend(dut))`` drives the same host port inside a cocotb test
-(there, ``await fab.gemm_async(...)`` and the other ``*_async`` methods).
+(there, ``await fab.gemm_async(...)`` and the other ``*_async`` methods);
+``Fabric(config, backend="golden")`` runs the p-bit jobs on their bit-exact model
+alone, for problems too long to simulate.
 
 Every method compiles its job into per-tile request lists with the workload
 compilers of ``tilefab.gen`` (GEMM tiling, crossbar mapping, p-bit programs),
@@ -35,7 +37,16 @@ from ..golden.gemm import GemmGeometry, gemm_exact
 from ..golden.packet import Op
 from .session import CocotbBackend, HostError, HostSession, PyverilatorBackend
 
-BACKENDS = ("verilator", "pyverilator")
+BACKENDS = ("verilator", "pyverilator", "golden")
+
+
+class GoldenBackend:
+    """No simulator: p-bit jobs return the bit-exact model's results (same spins, energies
+    and cycle counts as the tile); other jobs need RTL and are refused."""
+
+    asynchronous = False
+
+
 BETA = (0.1, 3.0)          # the default anneal: a geometric ramp between these
 
 
@@ -186,8 +197,9 @@ class Fabric:
     def __init__(self, config, backend="verilator", *, seed: int | None = None,
                  in_stall: float = 0.0, out_stall: float = 0.0):
         self.config = as_config(config)
-        self.generated = generate(self.config)
-        self.manifest = self.generated.manifest
+        golden = backend == "golden"
+        self.generated = None if golden else generate(self.config)
+        self.manifest = None if golden else self.generated.manifest
         self.fmt = packet_format(self.config)
         pkt = self.config["packet"]
         self.tiles = {}
@@ -202,7 +214,8 @@ class Fabric:
                 raise TilefabError(f"backend: {backend!r} is not allowed, must be one of "
                                    f"{', '.join(BACKENDS)} or a backend object "
                                    f"(CocotbBackend(dut) in cocotb tests)")
-            backend = PyverilatorBackend(self.generated, seed, in_stall, out_stall)
+            backend = GoldenBackend() if golden else PyverilatorBackend(
+                self.generated, seed, in_stall, out_stall)
         self.backend = backend
         self._pbit_history = {}          # tile -> every p-bit op it has run (golden state)
 
@@ -484,6 +497,10 @@ class Fabric:
 
     async def _pbit_run(self, t: Tile, ops, **run):
         requests, expected = pbit_tile.requests_for(t.params, ops)
+        history = self._pbit_history.setdefault(t.xy, [])
+        if isinstance(self.backend, GoldenBackend):
+            history.extend(ops)
+            return pbit_tile.golden_results(t.params, history)[-1], ""
         cfg = t.params.config()
         sweeps = sum(s for op in ops if isinstance(op, driver.Run) for _, s in op.schedule)
         per_sweep = cfg["n_colours"] * 7 + cfg.get("lanes", 1) * cfg.get("edge_depth", 1)
@@ -491,7 +508,6 @@ class Fabric:
                                   {t.xy: (expected.reply_flits, expected.dones)},
                                   timeout=20000 + 2 * sweeps * per_sweep, **run)
         got = pbit_tile.decode_replies(t.params, session.streams[t.xy].replies)
-        history = self._pbit_history.setdefault(t.xy, [])
         history.extend(ops)
         want = pbit_tile.golden_results(t.params, history)[-len(got):]
         r, g = got[-1], want[-1]
@@ -506,6 +522,10 @@ class Fabric:
     async def _run(self, requests, expect, *, seed=None, in_stall=None, out_stall=None,
                    errors_ok: bool = False, timeout: int = 20000):
         _check_stalls(in_stall, out_stall)
+        if isinstance(self.backend, GoldenBackend):
+            raise TilefabError("backend golden: runs the p-bit jobs (anneal, maxcut, factor) "
+                               "on the bit-exact model only; every other job needs the RTL "
+                               "(backend verilator)")
         session = HostSession.build(self.fmt, requests, expect, errors_ok=errors_ok)
         run = self.backend.run(session, seed=seed, in_stall=in_stall, out_stall=out_stall,
                                timeout=timeout)
@@ -586,5 +606,5 @@ def as_graph(g) -> graph.Graph:
     return graph.from_edges(g)
 
 
-__all__ = ["AnnealRun", "CocotbBackend", "Fabric", "FactorRun", "GemmRun", "HostError",
+__all__ = ["AnnealRun", "CocotbBackend", "Fabric", "FactorRun", "GemmRun", "GoldenBackend", "HostError",
            "MvmRun", "PyverilatorBackend", "as_graph"]

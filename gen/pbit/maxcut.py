@@ -24,8 +24,6 @@ from ..errors import ConfigError
 from . import driver, graph, quant
 from .factor import anneal_schedule
 
-FORMAT = PBitFormat(w_bits=4, w_frac=0, h_bits=2, beta_bits=8, beta_frac=6,
-                    lut_size=64, lut_step_frac=3, rand_bits=16)
 BETA0, BETA1 = 0.1, 3.0
 PARALLEL_MAX_DEGREE = 16
 LANES = 16
@@ -55,8 +53,8 @@ class MaxCutResult:
         return self.updates / self.cycles
 
 
-def setup(gr: graph.Graph, n_colours: int | None = None):
-    q = quant.quantize(-gr.W(), np.zeros(gr.n), FORMAT, scale=1.0)
+def setup(gr: graph.Graph, fmt: PBitFormat, n_colours: int | None = None):
+    q = quant.quantize(-gr.W(), np.zeros(gr.n), fmt, scale=1.0)
     nb = gr.neighbours()
     colours = graph.dsatur(nb)
     graph.check_colouring(nb, colours, n_colours)
@@ -71,28 +69,30 @@ def choose_arch(gr: graph.Graph, arch: str) -> str:
     return arch
 
 
-def _fmt_kwargs():
-    return {k: getattr(FORMAT, k) for k in FORMAT.__dataclass_fields__}
+def fmt_kwargs(fmt: PBitFormat) -> dict:
+    """The format's fields as array keyword arguments."""
+    return {k: getattr(fmt, k) for k in fmt.__dataclass_fields__}
 
 
-def maxcut_array(gr: graph.Graph, n_colours: int, seed: int = 1) -> PBitArray:
+def maxcut_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1
+                 ) -> PBitArray:
     """The parallel array for ``gr``; p-bits of different DSATUR colours share the beta
     multiplier and tanh read (``setup`` programs that same colouring)."""
     nb = gr.neighbours()
     return PBitArray(neighbours=nb, max_degree=max(1, int(gr.degrees().max())),
                      n_colours=n_colours, seeds=pbit_seeds(seed, gr.n), word_bits=32,
-                     share=graph.colour_groups(graph.dsatur(nb)), **_fmt_kwargs())
+                     share=graph.colour_groups(graph.dsatur(nb)), **fmt_kwargs(fmt))
 
 
-def lane_array(gr: graph.Graph, n_colours: int, seed: int = 1, lanes: int = LANES
-               ) -> PBitLanes:
+def lane_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1,
+               lanes: int = LANES) -> PBitLanes:
     """A lane array just deep enough for ``gr`` (edge memory rounded up to 2^k)."""
     entries = driver.lane_entries(gr.W())
     per_lane = int(np.bincount(np.arange(gr.n) % lanes, weights=entries,
                                minlength=lanes).max())
     return PBitLanes(n=gr.n, lanes=lanes, edge_depth=1 << (per_lane - 1).bit_length(),
                      max_degree=max(1, int(gr.degrees().max())), n_colours=n_colours,
-                     seeds=pbit_seeds(seed, gr.n), word_bits=32, **_fmt_kwargs())
+                     seeds=pbit_seeds(seed, gr.n), word_bits=32, **fmt_kwargs(fmt))
 
 
 def balance_lanes(entries, colours, lanes: int) -> np.ndarray:
@@ -128,24 +128,24 @@ def flips_limit(gr: graph.Graph, arch: str, colours: int, lanes: int = LANES
     return lanes * gr.n / edges, f"lanes*n/edge entries ({lanes} edges/cycle)"
 
 
-def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
+def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", seed: int = 1,
         trace_points: int = 0, arch: str = "auto", lanes: int = LANES,
         execute=None) -> MaxCutResult:
-    """Anneal ``gr``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
+    """Anneal ``gr`` in the number formats ``fmt``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
     (``tilefab.verif.tb_pbit.run_rtl``), ``"golden"`` the bit-exact model."""
     if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
         raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got {sweeps}")
     arch = choose_arch(gr, arch)
-    q, colours = setup(gr)
+    q, colours = setup(gr, fmt)
     k = int(colours.max()) + 1
     if arch == "lanes":
         # Relabel so lanes share each colour's work evenly; cuts do not depend on labels.
         order = balance_lanes(driver.lane_entries(q.J), colours, lanes)
         gr = graph.Graph(gr.n, np.sort(np.argsort(order)[gr.edges], axis=1), gr.weights,
                          gr.name)
-        q, colours = quant.quantize(-gr.W(), np.zeros(gr.n), FORMAT, scale=1.0), \
+        q, colours = quant.quantize(-gr.W(), np.zeros(gr.n), fmt, scale=1.0), \
             colours[order]
-    schedule = anneal_schedule(FORMAT, sweeps, BETA0, BETA1)
+    schedule = anneal_schedule(fmt, sweeps, BETA0, BETA1)
     every = max(1, sweeps // trace_points) if trace_points else 0
     total_w = int(gr.weights.sum())
     state = np.random.default_rng(seed).choice([-1, 1], gr.n)
@@ -154,15 +154,15 @@ def run(gr: graph.Graph, sweeps: int, *, backend: str = "rtl", seed: int = 1,
     if backend == "rtl":
         if execute is None:
             raise ConfigError("--backend", "rtl needs a simulator (execute=run_rtl)")
-        array = maxcut_array(gr, k, seed) if arch == "parallel" else \
-            lane_array(gr, k, seed, lanes)
+        array = maxcut_array(gr, k, fmt, seed) if arch == "parallel" else \
+            lane_array(gr, k, fmt, seed, lanes)
         results, _ = execute(array, [prog, driver.Run(schedule, k, every)],
                                     name=f"pbit_{arch}_{gr.name or gr.n}".lower())
         r = results[0]
         samples, cycles = r.samples, r.cycles
         final, best = r.state, r.best_state
     elif backend == "golden":
-        m = PBitMachine(FORMAT, q.J, q.h, colours, pbit_seeds(seed, gr.n), state=state,
+        m = PBitMachine(fmt, q.J, q.h, colours, pbit_seeds(seed, gr.n), state=state,
                         lanes=lanes if arch == "lanes" else None)
         r = m.run(schedule, k, every)
         samples, cycles = r.samples, r.cycles

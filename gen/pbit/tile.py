@@ -17,9 +17,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ...golden.pbit import pbit_seeds
+from ...golden.pbit import PBitFormat, pbit_seeds
 from ...hw.noc.packet import Op
-from ...hw.tiles.pbit import PBitTileParams
+from ...hw.tiles.pbit import PARALLEL_MAX_N, PBitTileParams
 from ..errors import ConfigError
 from . import driver
 
@@ -29,6 +29,35 @@ class Expected(NamedTuple):
     reply_flits: int
     dones: int
     tags: tuple
+
+
+def tile_format(params: PBitTileParams) -> PBitFormat:
+    """The number formats of a p-bit tile (J, h, beta, tanh table, draws)."""
+    return driver.fmt_of(params.config())
+
+
+def sized_for(values: dict, J, n_colours: int, arch: str = "auto") -> dict:
+    """A p-bit tile's parameters (``values``, as in a config) resized to hold the problem
+    ``J`` with ``n_colours`` colour classes: ``n`` = the problem's p-bits, ``n_colours``
+    at least the classes; for ``arch: lanes`` also ``max_degree`` and ``edge_depth``
+    (lane ``l`` holds p-bits ``l, l + lanes, ...``, each with one entry per coupling and
+    at least one), the depth rounded up to a power of two. ``arch`` ``auto`` is
+    ``parallel`` up to ``PARALLEL_MAX_N`` p-bits, else ``lanes``. The formats stay."""
+    J = np.asarray(J)
+    n = max(2, len(J))
+    v = dict(values)
+    if arch == "auto":
+        arch = "parallel" if n <= PARALLEL_MAX_N else "lanes"
+    v.update(arch=arch, n=n, n_colours=max(int(v.get("n_colours", 1)), int(n_colours)))
+    if arch == "lanes":
+        lanes = int(v.get("lanes", 1))
+        entries = np.ones(n, dtype=np.int64)
+        entries[:len(J)] = driver.lane_entries(J)
+        per_lane = np.bincount(np.arange(n) % lanes, weights=entries, minlength=lanes)
+        depth = max(int(per_lane.max()), -(-n // lanes))
+        v["edge_depth"] = 1 << (depth - 1).bit_length()
+        v["max_degree"] = max(1, int((J != 0).sum(axis=1).max(initial=0)))
+    return v
 
 
 def records_of(params: PBitTileParams, op) -> int:

@@ -28,10 +28,11 @@ from ..gen.cache import cache_root
 from ..gen.emit import to_verilog
 from ..gen.errors import ConfigError
 from ..gen.pbit import graph, maxcut
-from ..gen.pbit.maxcut import _fmt_kwargs
+from ..gen.pbit.maxcut import fmt_kwargs
 from ..gen.synth import synthesize
 from ..golden.pbit import pbit_seeds
 from ..hw.pbit.lanes import PBitLanes
+from ..configs import pbit_format
 from ..verif.tb_pbit import run_rtl
 
 BEST_KNOWN = {"G1": 11624, "G2": 11620, "G11": 564, "G12": 556, "G14": 3064, "G15": 3050,
@@ -72,7 +73,7 @@ def _reference_array(n: int):
 
     gr = graph.random_sparse(n, 4, 2 * n, np.random.default_rng(1))
     gr.name = f"ref{n}"
-    return maxcut.maxcut_array(gr, 8), f"pbit_ref{n}"
+    return maxcut.maxcut_array(gr, 8, pbit_format()), f"pbit_ref{n}"
 
 
 def synth_figures() -> dict:
@@ -96,7 +97,7 @@ def synth_figures() -> dict:
 
 def _lane_reference(n: int):
 
-    return PBitLanes(n=n, seeds=pbit_seeds(1, n), **LANE_REF, **_fmt_kwargs()), \
+    return PBitLanes(n=n, seeds=pbit_seeds(1, n), **LANE_REF, **fmt_kwargs(pbit_format())), \
         f"pbit_lanes_ref{n}"
 
 
@@ -163,8 +164,9 @@ def bench(args) -> int:
     names = [g.strip() for g in args.graphs.split(",") if g.strip()]
     rtl = {g.strip() for g in args.rtl.split(",") if g.strip()}
     S, reads = args.sweeps, args.reads
+    fmt = pbit_format()
     print(f"p-bit Max-Cut, {S} sweeps, best of {reads} anneal(s), beta {maxcut.BETA0} -> "
-          f"{maxcut.BETA1} geometric, format {maxcut.FORMAT}")
+          f"{maxcut.BETA1} geometric, format {fmt} (tilefab/configs/pbit.yaml)")
     fmax = {"parallel": None, "lanes": None}
     if not args.no_synth:
         fmax["parallel"] = fmax_mhz()
@@ -194,12 +196,12 @@ def bench(args) -> int:
         gr = graph.read_rudy(gdir / f"{name}.txt")
         backend = "rtl" if name in rtl else "golden"
         kw = dict(trace_points=50, arch=args.arch, lanes=args.lanes)
-        runs = [maxcut.run(gr, S, backend=backend, seed=1 + r, execute=run_rtl, **kw) for r in range(reads)]
+        runs = [maxcut.run(gr, S, fmt, backend=backend, seed=1 + r, execute=run_rtl, **kw) for r in range(reads)]
         best = max(runs, key=lambda r: r.best_cut)
         if backend == "rtl":
             # The RTL must reproduce the bit-exact model's anneal exactly.
             for r, run in enumerate(runs):
-                gold = maxcut.run(gr, S, backend="golden", seed=1 + r, **kw)
+                gold = maxcut.run(gr, S, fmt, backend="golden", seed=1 + r, **kw)
                 same = (gold.cut, gold.best_cut, gold.trace, gold.cycles) == (
                     run.cut, run.best_cut, run.trace, run.cycles)
                 checks.append(f"{name} read {r}: RTL {'matches' if same else 'DIFFERS FROM'} "
@@ -226,9 +228,9 @@ def bench(args) -> int:
     print(f"limit: parallel = n/colours (one colour class per cycle); lanes = "
           f"{args.lanes} x n / edge entries (one edge per lane per cycle; lost to the busiest "
           f"lane of each colour and {6} cycles of drain per colour)")
-    if args.png:
-        _plot(traces, Path(args.png))
-        print(f"energy-vs-sweep plot: {args.png}")
+    if args.plot:
+        _plot(traces, Path(args.plot))
+        print(f"energy-vs-sweep plot: {args.plot}")
     if not args.no_synth:
         figs = synth_figures()
         for fam, f in figs.items():

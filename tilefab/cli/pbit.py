@@ -1,14 +1,33 @@
-"""``tilefab pbit maxcut|factor`` and ``tilefab bench pbit``."""
+"""``tilefab pbit maxcut|factor`` and ``tilefab bench pbit``.
+
+Both tasks run on a p-bit tile through the runtime (``Fabric.maxcut``,
+``Fabric.factor``). With ``--config`` they use that fabric's p-bit tile as it is
+configured (``--tile X,Y`` picks one); a problem that does not fit gets an error
+naming the limit. Without it they use the shipped 1x1 config
+(``tilefab/configs/pbit.yaml``: its number formats) with the tile sized to the
+problem (``gen.pbit.tile.sized_for``; ``--arch``, ``--lanes``).
+``--backend golden`` runs the same jobs on the tile's bit-exact model only.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from ..bench.pbit import bench
-from ..gen.pbit import graph, maxcut
-from ..gen.pbit.factor import factor
-from ..gen.pbit.maxcut import ARCHS, LANES, PARALLEL_MAX_DEGREE
-from ..verif.tb_pbit import run_rtl
+from ..configs import path as shipped
+from ..gen.config import load
+from ..gen.errors import TilefabError
+from ..gen.pbit import factor as factor_
+from ..gen.pbit import graph
+from ..gen.pbit.maxcut import flips_limit
+from ..gen.pbit.tile import sized_for
+from ..verif.runtime import Fabric, as_graph
+from .core import _seed_arg
+
+ARCHS = ("auto", "parallel", "lanes")
+DEFAULT_LANES = 16
 
 
 def _positive(name):
@@ -23,44 +42,6 @@ def _positive(name):
     return parse
 
 
-def _maxcut(args) -> int:
-
-    gr = graph.read_rudy(args.file)
-    res = maxcut.run(gr, args.sweeps, backend=args.backend, seed=args.seed, arch=args.arch,
-                     lanes=args.lanes, execute=run_rtl)
-    where = "Verilator RTL" if res.backend == "rtl" else "bit-exact golden model"
-    print(f"{gr.name}: {gr.n} nodes, {len(gr.edges)} edges, max degree "
-          f"{int(gr.degrees().max())}, {res.colours} colours (DSATUR), {res.arch} array  "
-          f"[{where}]")
-    print(res.quant_report)
-    print(f"cut {res.cut} (best seen {res.best_cut}) after {res.sweeps} sweeps")
-    print(f"flips {res.updates}, cycles {res.cycles}, flips/cycle "
-          f"{res.flips_per_cycle:.2f} (limit {res.limit_text} = {res.flips_limit:.2f}), "
-          f"{res.seconds:.1f} s")
-    return 0
-
-
-def _factor(args) -> int:
-
-    res = factor(args.N, na=args.bits[0] if args.bits else None,
-                 nb=args.bits[1] if args.bits else None, sweeps=args.sweeps, runs=args.runs,
-                 backend=args.backend, seed=args.seed, execute=run_rtl)
-    where = "Verilator RTL" if res.backend == "rtl" else "bit-exact golden model"
-    if res.a is None:
-        print(f"{res.N}: no factorization found in {res.runs} runs of {args.sweeps} sweeps "
-              f"[{where}]")
-        return 1
-    a, b = sorted((res.a, res.b))
-    print(f"{res.N} = {a} x {b}  [{where}]")
-    print(f"runs {res.runs}, sweeps {res.sweeps}, flips {res.updates}, cycles {res.cycles}")
-    return 0
-
-
-def _bench(args) -> int:
-
-    return bench(args)
-
-
 def _lanes(text):
     try:
         v = int(text)
@@ -72,26 +53,118 @@ def _lanes(text):
     return v
 
 
-def _arch_args(p):
+def _tile_arg(text: str):
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be X,Y, not {text!r}") from None
+    return x, y
 
+
+def _fabric(args, J, n_colours: int) -> Fabric:
+    """The fabric to run on: ``--config`` as it is, or the shipped one sized to ``J``."""
+    if args.config:
+        if args.arch != "auto" or args.lanes is not None:
+            raise TilefabError("--arch/--lanes: they size the shipped p-bit tile; with "
+                               "--config the tile is used as configured")
+        return Fabric(args.config, backend=args.backend, in_stall=args.stall_in,
+                      out_stall=args.stall_out)
+    cfg = load(shipped("pbit"))
+    raw = {"name": cfg["name"], "mesh": {"cols": 1, "rows": 1}, "packet": {
+        k: cfg["packet"][k] for k in ("data_bits", "addr_bits")}}
+    values = {k: v for k, v in cfg["tile_map"][0].items() if k not in ("x", "y")}
+    if args.lanes is not None:
+        values["lanes"] = args.lanes
+    values = sized_for(values, J, n_colours, args.arch)
+    raw["name"] = f"pbit_{values['arch']}{values['n']}"
+    raw["tiles"] = {"default": values}
+    return Fabric(raw, backend=args.backend, in_stall=args.stall_in, out_stall=args.stall_out)
+
+
+def _where(fab: Fabric, xy, backend: str) -> str:
+    t = fab.tile(*xy)
+    run_on = "Verilator RTL" if backend != "golden" else "bit-exact golden model"
+    return f"{t.values['arch']} p-bit tile {xy} of {fab.config['name']}  [{run_on}]"
+
+
+def _maxcut(args) -> int:
+    gr = as_graph(args.file)
+    k = int(graph.dsatur(gr.neighbours()).max(initial=0)) + 1
+    fab = _fabric(args, gr.W(), k)
+    r = fab.maxcut(gr, sweeps=args.sweeps, seed=args.seed, tile=args.tile)
+    t = fab.tile(*r.tile)
+    arch = t.values["arch"]
+    limit, text = flips_limit(gr, arch, k, t.values.get("lanes", 1))
+    print(f"{gr.name or args.file}: {gr.n} nodes, {len(gr.edges)} edges, max degree "
+          f"{int(gr.degrees().max(initial=0))}, {k} colours (DSATUR), on the "
+          f"{_where(fab, r.tile, args.backend)}")
+    print(f"cut {r.final_cut} (best seen {r.cut}) after {r.sweeps} sweeps")
+    print(f"flips {r.flips}, cycles {r.cycles}, flips/cycle {r.flips_per_cycle:.2f} "
+          f"(limit {text} = {limit:.2f})")
+    if args.backend != "golden":
+        print("RTL = golden: " + ("yes" if r.golden_ok else f"NO, {r.mismatch}"))
+    if args.assignment:
+        np.savetxt(args.assignment, r.assignment[None, :], fmt="%d", delimiter=" ")
+        print(f"best cut's sides (0/1 per node) written to {args.assignment}")
+    return 0 if r.golden_ok else 1
+
+
+def _factor(args) -> int:
+    na, nb = factor_.factor_widths(args.N, args.bits)
+    prog, _ = factor_.factor_program(args.N, na, nb, n_colours=256)
+    fab = _fabric(args, prog.J, int(prog.colours.max()) + 1)
+    r = fab.factor(args.N, bits=(na, nb), sweeps=args.sweeps, runs=args.runs, seed=args.seed,
+                   tile=args.tile)
+    where = _where(fab, r.tile, args.backend)
+    if r.mismatch:
+        print(f"{r.N}: RTL = golden: NO, {r.mismatch}  on the {where}")
+        return 1
+    if r.a is None:
+        print(f"{r.N}: no factorization found in {r.runs} runs of {args.sweeps} sweeps "
+              f"on the {where}")
+        return 1
+    a, b = sorted((r.a, r.b))
+    print(f"{r.N} = {a} x {b}  on the {where}")
+    print(f"{na}x{nb}-bit multiplier run backwards: runs {r.runs}, sweeps {r.sweeps}, "
+          f"cycles {r.cycles}" + (", RTL = golden: yes" if args.backend != "golden" else ""))
+    return 0
+
+
+def _bench(args) -> int:
+    return bench(args)
+
+
+def _run_args(p):
+    p.add_argument("--config", default=None,
+                   help="fabric YAML whose p-bit tile to use (default: the shipped 1x1 "
+                        "config, sized to the problem)")
+    p.add_argument("--tile", type=_tile_arg, default=None,
+                   help="X,Y of the p-bit tile (default: the first)")
     p.add_argument("--arch", choices=ARCHS, default="auto",
-                   help=f"parallel: one adder tree per p-bit; lanes: J in block RAM, one "
-                        f"edge per lane per cycle; auto: lanes above degree "
-                        f"{PARALLEL_MAX_DEGREE}")
-    p.add_argument("--lanes", type=_lanes, default=LANES,
-                   help="update lanes of the lanes array (power of two)")
+                   help="shipped tile only: parallel (all-to-all, up to 32 p-bits), lanes "
+                        "(J in block RAM), auto: parallel when it fits")
+    p.add_argument("--lanes", type=_lanes, default=None,
+                   help=f"shipped tile only: update lanes of a lanes tile (power of two, "
+                        f"default {DEFAULT_LANES})")
+    p.add_argument("--backend", choices=("verilator", "golden"), default="verilator",
+                   help="verilator: the generated RTL, checked against the golden model; "
+                        "golden: the bit-exact model alone")
+    p.add_argument("--seed", type=_seed_arg, default=1)
+    p.add_argument("--stall-in", type=float, default=0.0,
+                   help="probability of a host-port input stall each cycle")
+    p.add_argument("--stall-out", type=float, default=0.0,
+                   help="probability of a host-port output stall each cycle")
 
 
-def register(commands, bench):
-    p = commands.add_parser("pbit", help="p-bit Ising machine: Max-Cut and factoring")
+def register(commands, bench_):
+    p = commands.add_parser("pbit", help="p-bit tiles: Max-Cut and factoring")
     sub = p.add_subparsers(dest="pbit", required=True, metavar="TASK")
     mc = sub.add_parser("maxcut", help="anneal Max-Cut on a G-set/rudy graph file")
     mc.add_argument("file", help="graph in rudy format: 'n m' then m lines 'i j w'")
     mc.add_argument("--sweeps", type=_positive("--sweeps"), default=1000)
-    mc.add_argument("--backend", choices=("rtl", "golden"), default="rtl",
-                    help="rtl: Verilator model of the array; golden: bit-exact numpy model")
-    mc.add_argument("--seed", type=int, default=1)
-    _arch_args(mc)
+    mc.add_argument("--assignment", default=None,
+                    help="write the best cut's sides (one 0/1 per node) to this file")
+    _run_args(mc)
     mc.set_defaults(func=_maxcut)
     fa = sub.add_parser("factor", help="factor N with a p-bit multiplier run backwards")
     fa.add_argument("N", type=_positive("N"))
@@ -100,19 +173,24 @@ def register(commands, bench):
     fa.add_argument("--sweeps", type=_positive("--sweeps"), default=1000,
                     help="sweeps per annealing run")
     fa.add_argument("--runs", type=_positive("--runs"), default=4)
-    fa.add_argument("--backend", choices=("rtl", "golden"), default="rtl")
-    fa.add_argument("--seed", type=int, default=1)
+    _run_args(fa)
     fa.set_defaults(func=_factor)
-    b = bench.add_parser("pbit", help="p-bit flips/cycle, G-set Max-Cut vs peer, LUTs/p-bit")
+    b = bench_.add_parser("pbit", help="p-bit flips/cycle, G-set Max-Cut vs peer, LUTs/p-bit")
     b.add_argument("--sweeps", type=_positive("--sweeps"), default=1000)
     b.add_argument("--graphs", default="G1,G11,G14,G22")
     b.add_argument("--gset", default=None, help="folder with G-set files "
                                                 "(default ../shared/data/gset)")
     b.add_argument("--rtl", default="G11,G14,G22",
                    help="graphs to run on Verilator; the rest run on the bit-exact model")
-    _arch_args(b)
+    b.add_argument("--arch", choices=ARCHS, default="auto",
+                   help="parallel: one adder tree per p-bit over the graph's own topology; "
+                        "lanes: J in block RAM, one edge per lane per cycle; auto: lanes "
+                        "above degree 16")
+    b.add_argument("--lanes", type=_lanes, default=DEFAULT_LANES,
+                   help="update lanes of the lanes array (power of two)")
     b.add_argument("--reads", type=_positive("--reads"), default=1,
                    help="annealing runs per instance (p-bits and peer alike)")
-    b.add_argument("--png", default="build/pbit_energy.png")
+    b.add_argument("--plot", default="build/pbit_energy.png",
+                   help="where to write the energy-vs-sweep plot")
     b.add_argument("--no-synth", action="store_true")
     b.set_defaults(func=_bench)
