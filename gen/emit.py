@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+
+from amaranth.back import verilog
 
 
 def to_verilog(component, name: str) -> str:
     """Convert an Amaranth component to Verilog text, byte-identical run to run."""
-    import os
-
-    from amaranth.back import verilog
-
     # Amaranth prefers a system yosys (e.g. $YOSYS, which the toolchain sets for
     # synthesis) over its built-in one; pin the built-in one so the text never
     # depends on the environment.

@@ -14,7 +14,8 @@ Backends: ``PyverilatorBackend`` steps a Verilator model from Python;
 ``CocotbBackend(dut)`` drives the host port inside a cocotb test. Both take
 ``in_stall`` (the host pauses its sends) and ``out_stall`` (the host drops
 ``host_out.ready``) as per-cycle probabilities, drawn from ``seed``, as
-defaults that each ``run`` may override.
+defaults that each ``run`` may override. A pyverilator run that lasts more than
+two seconds shows a progress bar of flits moved on a terminal (``progress``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
+
+from tqdm import tqdm
 
 from ..gen.errors import TilefabError
 from ..golden.packet import Op, Packet, PacketFormat
@@ -121,6 +124,13 @@ class HostSession:
             p.data if p.op == Op.REPLY else p.addr)
 
     @property
+    def total_flits(self) -> int:
+        """Flits this session moves: the ones still to send, the ones sent, and every
+        expected reply and DONE."""
+        return self.flits_in + sum(len(s.words) + s.expected_replies + s.expected_dones
+                                   for s in self.streams.values())
+
+    @property
     def cycles(self) -> int:
         """First flit in to last flit out, inclusive."""
         if self.first_in is None or self.last_out is None:
@@ -145,13 +155,17 @@ class PyverilatorBackend:
 
     asynchronous = False
 
+    PROGRESS_EVERY = 4096      # cycles between progress-bar updates
+
     def __init__(self, generated, seed: int | None = None, in_stall: float = 0.0,
-                 out_stall: float = 0.0):
+                 out_stall: float = 0.0, progress: bool | None = None):
         self.top = VerilatedTop(generated.verilog, generated.module)
         self.top.reset()
         self.port = HostPort(self.top)
         self.rng = random.Random(seed)
         self.in_stall, self.out_stall = in_stall, out_stall
+        # progress None: a bar on a terminal only (tqdm's rule); True: always; False: never.
+        self.no_bar = None if progress is None else not progress
 
     @property
     def cycle(self) -> int:
@@ -164,8 +178,19 @@ class PyverilatorBackend:
         host_stall = self.in_stall if in_stall is None else in_stall
         accept_stall = self.out_stall if out_stall is None else out_stall
         session.last_progress = self.top.cycles
+        bar = tqdm(total=session.total_flits, unit="flit", delay=2.0, leave=False,
+                   disable=self.no_bar, desc="simulating")
+        try:
+            self._steps(session, port, rng, host_stall, accept_stall, timeout, bar)
+        finally:
+            bar.close()
+        return session
+
+    def _steps(self, session, port, rng, host_stall, accept_stall, timeout, bar):
         while not session.finished:
             cycle = self.top.cycles
+            if cycle % self.PROGRESS_EVERY == 0:
+                bar.update(session.flits_in + session.flits_out - bar.n)
             if session.offer is None and host_stall and rng.random() < host_stall:
                 send = None
             else:
@@ -179,7 +204,6 @@ class PyverilatorBackend:
             if cycle - session.last_progress > timeout:
                 raise HostError(f"no flit moved for {timeout} cycles (cycle {cycle}):\n"
                                 f"{session.describe()}")
-        return session
 
 
 class CocotbBackend:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ...golden.imc import CrossbarParams, output_bound
 
 FIGURES = {
@@ -93,8 +95,6 @@ def adc_energy_pj(bits: int, f: dict = FIGURES) -> float:
 
 def mean_level(p: CrossbarParams, weights=None) -> float:
     """Mean conductance level of one device, over both devices of every pair."""
-    import numpy as np
-
     if weights is None:
         # Uniform random weights: the active device of a slice holds a uniform digit,
         # the other sits at level 0.
