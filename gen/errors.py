@@ -11,3 +11,8 @@ class ConfigError(TilefabError):
     def __init__(self, path: str, message: str):
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class OperandError(TilefabError, ValueError):
+    """A job's operand the hardware cannot take (a shape, a K above max_k); the message
+    names the operand and what is allowed."""

@@ -31,7 +31,7 @@ from ..gen.errors import ConfigError, TilefabError
 from ..gen.gemm.compiler import compile_gemm
 from ..gen.generate import generate, packet_format
 from ..gen.imc import tile as imc_tile
-from ..gen.pbit import driver, factor, graph, quant
+from ..gen.pbit import driver, factor, graph, maxcut, quant
 from ..gen.pbit import tile as pbit_tile
 from ..golden.gemm import GemmGeometry, gemm_exact
 from ..golden.packet import Op
@@ -389,12 +389,12 @@ class Fabric:
         colours = graph.dsatur(_neighbours(J))
         rng = np.random.default_rng(_seed(seed or 1))
         state = rng.choice([-1, 1], len(hq))
-        prog = _fit(t, driver.Program(J, hq, colours, state=state))
+        prog, order = _fit(t, driver.Program(J, hq, colours, state=state))
         schedule = self._schedule(t, beta, sweeps, scale)
         r, mismatch = await self._pbit_run(
             t, [prog, driver.Run(schedule, int(colours.max()) + 1, sample_every)],
             seed=seed, in_stall=in_stall, out_stall=out_stall)
-        r = _trim(r, len(hq))
+        r = _trim(r, order, len(hq))
         total = sum(s for _, s in schedule)
         return AnnealRun(state=r.state, energy=r.energy, best_state=r.best_state,
                          best_energy=r.best_energy, cycles=r.cycles,
@@ -432,7 +432,8 @@ class Fabric:
         prog, mult = factor.factor_program(N, na, nb, n_colours=t.values["n_colours"])
         J, h, _ = self._quantize(t, prog.J, prog.h, integers=True)
         n = len(h)
-        prog = _fit(t, driver.Program(J, h, prog.colours, clamp=prog.clamp, state=prog.state))
+        prog, order = _fit(t, driver.Program(J, h, prog.colours, clamp=prog.clamp,
+                                             state=prog.state))
         schedule = self._schedule(t, beta, sweeps, 1.0)
         k = int(prog.colours.max()) + 1
         cycles = 0
@@ -441,7 +442,7 @@ class Fabric:
             res, mismatch = await self._pbit_run(t, ops, seed=seed, in_stall=in_stall,
                                                  out_stall=out_stall)
             cycles += res.cycles
-            res = _trim(res, n)
+            res = _trim(res, order, n)
             a, b = mult.value(res.best_state, mult.a), mult.value(res.best_state, mult.b)
             if mismatch or a * b == N:
                 return FactorRun(N, a if a * b == N else None, b if a * b == N else None,
@@ -545,25 +546,38 @@ class Fabric:
         raise RuntimeError("a synchronous backend suspended")
 
 
-def _fit(t: Tile, prog: driver.Program) -> driver.Program:
-    """A problem smaller than the tile, padded with clamped, uncoupled p-bits."""
+def _fit(t: Tile, prog: driver.Program) -> tuple[driver.Program, np.ndarray]:
+    """The problem as the tile runs it: padded with clamped, uncoupled p-bits to the
+    tile's ``n`` and, on a lanes tile, relabelled so that every colour's work is spread
+    evenly over the lanes (``maxcut.balance_lanes``; a colour pass lasts as long as its
+    busiest lane). Returns the program and ``order``: tile p-bit ``k`` is problem p-bit
+    ``order[k]`` (padding p-bits are ``n`` and up)."""
     n, size = len(prog.h), t.params.config()["n"]
-    if n == size:
-        return prog
     pad = size - n
     J = np.zeros((size, size), dtype=np.int64)
     J[:n, :n] = prog.J
     clamp = np.zeros(n, bool) if prog.clamp is None else np.asarray(prog.clamp, bool)
     state = np.ones(n, dtype=np.int64) if prog.state is None else np.asarray(prog.state)
-    return driver.Program(J, np.concatenate([prog.h, np.zeros(pad, dtype=np.int64)]),
-                          np.concatenate([prog.colours, np.zeros(pad, dtype=np.int64)]),
-                          clamp=np.concatenate([clamp, np.ones(pad, bool)]),
-                          state=np.concatenate([state, np.ones(pad, dtype=np.int64)]))
+    h = np.concatenate([prog.h, np.zeros(pad, dtype=np.int64)])
+    colours = np.concatenate([prog.colours, np.zeros(pad, dtype=np.int64)])
+    clamp = np.concatenate([clamp, np.ones(pad, bool)])
+    state = np.concatenate([state, np.ones(pad, dtype=np.int64)])
+    order = np.arange(size)
+    if t.values["arch"] == "lanes":
+        work = np.where(clamp, 0, driver.lane_entries(J))
+        order = maxcut.balance_lanes(work, colours, t.values["lanes"])
+    return driver.Program(J[np.ix_(order, order)], h[order], colours[order],
+                          clamp=clamp[order], state=state[order]), order
 
 
-def _trim(r: driver.Result, n: int) -> driver.Result:
-    return driver.Result(samples=[(s[:n], e) for s, e in r.samples], state=r.state[:n],
-                         energy=r.energy, best_state=r.best_state[:n],
+def _trim(r: driver.Result, order: np.ndarray, n: int) -> driver.Result:
+    """A tile's result in the problem's labels (``_fit``), padding dropped."""
+    def back(spins):
+        out = np.empty_like(spins)
+        out[order] = spins
+        return out[:n]
+    return driver.Result(samples=[(back(s), e) for s, e in r.samples], state=back(r.state),
+                         energy=r.energy, best_state=back(r.best_state),
                          best_energy=r.best_energy, cycles=r.cycles,
                          update_cycles=r.update_cycles)
 

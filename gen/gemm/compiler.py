@@ -37,9 +37,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tilefab.golden.gemm import (Descriptor, GemmGeometry, Share, a_row_words, b_block_words,
-                                 check_gemm_operands, expected_partition, unpack_results)
-from tilefab.golden.packet import Op, Packet
+from ...golden.gemm import (Descriptor, GemmGeometry, Share, a_row_words, b_block_words,
+                           check_gemm_operands, expected_partition, unpack_results)
+from ...golden.packet import Op, Packet
+from ..errors import OperandError
 
 ITEM_OPS = {"write": Op.WRITE, "exec": Op.EXEC}
 
@@ -239,12 +240,12 @@ def compile_gemm(a, b, geom: GemmGeometry, pes: Sequence[tuple[int, int]], *,
     a, b = check_gemm_operands(a, b, geom.op_bits)
     (m, k), n = a.shape, b.shape[1]
     if m < 1 or n < 1:
-        raise ValueError(f"a is {a.shape} and b is {b.shape}: M and N must be >= 1")
+        raise OperandError(f"a is {a.shape} and b is {b.shape}: M and N must be >= 1")
     if not 1 <= k <= geom.max_k:
-        raise ValueError(f"K = {k} is not allowed, must be in 1..max_k = {geom.max_k}")
+        raise OperandError(f"K = {k} is not allowed, must be in 1..max_k = {geom.max_k}")
     pes = [tuple(pe) for pe in pes]
     if not pes or len(set(pes)) != len(pes):
-        raise ValueError(f"pes: {pes} must list at least one PE, each once")
+        raise OperandError(f"pes: {pes} must list at least one PE, each once")
     words_before = words_before or {}
     programs = []
     for (x, y), share in zip(pes, expected_partition(m, n, geom.lanes, len(pes))):

@@ -44,11 +44,19 @@ def factor_array(na: int, nb: int, fmt: PBitFormat, seed: int = 1
 
 
 def factor_widths(N: int, bits=None) -> tuple[int, int]:
-    """Factor widths for N: ``bits`` = (na, nb), or half of N's width each, rounded up."""
+    """Factor widths for N: ``bits`` = (na, nb), or by default the smallest near-equal
+    widths whose products reach N."""
     if isinstance(N, bool) or not isinstance(N, int) or N < 4:
         raise ConfigError("N", f"{N!r} is not allowed, must be an integer >= 4")
     L = N.bit_length()
-    na, nb = bits if bits else ((L + 1) // 2, (L + 1) // 2)
+    if bits:
+        na, nb = bits
+    else:
+        # Half of N's width each, rounded up, and b one bit wider while the widths'
+        # largest product, (2**na - 1)(2**nb - 1), is below N (15 needs 2x3 bits).
+        na = nb = (L + 1) // 2
+        while ((1 << na) - 1) * ((1 << nb) - 1) < N:
+            nb += 1
     if na < 1 or nb < 1:
         raise ConfigError("bits", f"factor widths must be >= 1, got {na} and {nb}")
     if na + nb < L:

@@ -72,7 +72,7 @@ def _synth(args) -> int:
 
 
 def _sim(args) -> int:
-    if args.factor < 4:
+    if args.factor is not None and args.factor < 4:
         raise TilefabError(f"--factor: {args.factor} is not allowed, must be >= 4")
     cfg = load(args.config)
     memory_only = all(t["kind"] == "memory" for t in cfg["tile_map"])
@@ -162,14 +162,17 @@ def register(commands, bench):
     p.add_argument("--bad", type=float, default=0.05,
                    help="memory: fraction of malformed requests")
     p.add_argument("--m", type=int, default=64, help="gemm: rows of A and C")
-    p.add_argument("--k", type=int, default=64, help="gemm: columns of A, rows of B")
+    p.add_argument("--k", type=int, default=None,
+                   help="gemm: columns of A, rows of B (default 64, or the tiles' max_k if less)")
     p.add_argument("--n", type=int, default=64, help="gemm: columns of B and C")
     p.add_argument("--vectors", type=int, default=4, help="mvm: input vectors")
     p.add_argument("--mvm-rows", type=int, default=0, help="mvm: rows of W (default 2*cols-3)")
     p.add_argument("--mvm-cols", type=int, default=0, help="mvm: columns of W")
     p.add_argument("--sweeps", type=int, default=200, help="anneal/maxcut/factor: sweeps")
     p.add_argument("--graph", default=None, help="maxcut: a rudy (G-set) graph file")
-    p.add_argument("--factor", type=int, default=143, help="factor: the semiprime")
+    p.add_argument("--factor", type=int, default=None,
+                   help="factor: the semiprime (default 143, or 35 or 15 when 143's "
+                        "multiplier does not fit the p-bit tile)")
     p.add_argument("--stall-in", type=float, default=0.0,
                    help="probability the host pauses its sends in a cycle")
     p.add_argument("--stall-out", type=float, default=0.0,

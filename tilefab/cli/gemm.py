@@ -14,21 +14,26 @@ from ..verif.runtime import Fabric
 from ..verif.stimulus import random_operands
 
 
-def _dims(args):
-    for name in ("m", "k", "n"):
-        v = getattr(args, name)
+def default_k(args, max_k: int) -> int:
+    """``--k``, or 64 capped at the GEMM tiles' ``max_k``."""
+    return args.k if args.k is not None else min(64, max_k)
+
+
+def _dims(args, max_k: int):
+    k = default_k(args, max_k)
+    for name, v in (("m", args.m), ("k", k), ("n", args.n)):
         if v < 1:
             raise TilefabError(f"--{name}: {v} is not allowed, must be >= 1")
-    return args.m, args.k, args.n
+    return args.m, k, args.n
 
 
 def sim_gemm(args) -> int:
-    m, k, n = _dims(args)
     cfg = load(args.config)
     tiles = [t for t in cfg["tile_map"] if t["kind"] == "gemm"]
     if not tiles:
         raise TilefabError(f"{args.config}: no gemm tiles (set tiles.default.kind: gemm)")
     max_k = min(t["max_k"] for t in tiles)
+    m, k, n = _dims(args, max_k)
     if k > max_k:
         raise TilefabError(f"--k: {k} is not allowed, must be 1..{max_k} (the tiles' max_k, "
                            f"which sizes their accumulators)")

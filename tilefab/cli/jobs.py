@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..gen.errors import TilefabError
+from ..gen.pbit import factor
 from ..golden.packet import Op
 from ..verif.runtime import Fabric
 from ..verif.stimulus import random_operands
+from .gemm import default_k
 
 JOBS = ("memory", "gemm", "mvm", "anneal", "maxcut", "factor")
 
@@ -56,9 +58,10 @@ def run_jobs(args) -> int:
             rows += memory_job(fab, rng, min(args.requests, 512))
         elif job == "gemm":
             t = fab.tiles_of("gemm")[0]
-            a, b = random_operands(rng, args.m, args.k, args.n, t.values["op_bits"])
+            k = default_k(args, min(g.values["max_k"] for g in fab.tiles_of("gemm")))
+            a, b = random_operands(rng, args.m, k, args.n, t.values["op_bits"])
             r = fab.gemm(a, b)
-            rows.append((f"{r.pes} gemm", f"gemm {args.m}x{args.k}x{args.n}, utilization "
+            rows.append((f"{r.pes} gemm", f"gemm {args.m}x{k}x{args.n}, utilization "
                          f"{r.utilization:.1%}", r.cycles, _verdict(r, "numpy")))
         elif job == "mvm":
             p = fab.tiles_of("crossbar")[0].params
@@ -86,7 +89,8 @@ def run_jobs(args) -> int:
                          f"{r.flips_per_cycle:.2f} flips/cycle", r.cycles,
                          _verdict(r, "golden")))
         elif job == "factor":
-            r = fab.factor(args.factor, sweeps=args.sweeps, seed=args.seed)
+            r = fab.factor(args.factor or default_semiprime(fab), sweeps=args.sweeps,
+                           seed=args.seed)
             found = f"{r.a} x {r.b}" if r.a else "not found"
             rows.append((_tiles([r.tile]), f"factor {r.N} = {found} ({r.runs} runs)",
                          r.cycles, _verdict(r, "golden") if r.a or r.mismatch else "FAIL"))
@@ -96,6 +100,16 @@ def run_jobs(args) -> int:
     for tile, job, cycles, verdict in rows:
         print(f"{tile:<14} {job:<72} {'' if cycles is None else cycles:>8}  {verdict}")
     return 0 if all(v.startswith("PASS") for *_, v in rows) else 1
+
+
+def default_semiprime(fab: Fabric) -> int:
+    """143, or the first of 35 and 15 whose multiplier fits the first p-bit tile."""
+    n = fab.tiles_of("pbit")[0].params.config()["n"]
+    for N in (143, 35, 15):
+        prog, _ = factor.factor_program(N, *factor.factor_widths(N), n_colours=256)
+        if len(prog.h) <= n:
+            return N
+    return 143        # too small for any: the runtime names the limit
 
 
 def _verdict(run, what: str) -> str:
