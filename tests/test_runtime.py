@@ -67,9 +67,14 @@ def test_problems_that_do_not_fit_name_the_limit(fab):
         fab.status(0, 0, in_stall=1.5)
 
 
-def test_cli_sim_runs_every_kind(capsys):
-    assert main(["sim", str(HETERO), "--m", "8", "--k", "16", "--n", "8", "--sweeps", "50",
-                 "--stall-in", "0.1", "--stall-out", "0.1"]) == 0
+@pytest.mark.parametrize("config,extra", [
+    (HETERO, []),
+    # 32-bit data, K <= 16, a 28-p-bit parallel tile: 143 (48 p-bits) does not fit
+    (HETERO.with_name("hetero3x2.yaml"), ["--factor", "35"]),
+], ids=["hetero3x3", "hetero3x2"])
+def test_cli_sim_runs_every_kind(capsys, config, extra):
+    assert main(["sim", str(config), "--m", "8", "--k", "16", "--n", "8", "--sweeps", "50",
+                 "--stall-in", "0.1", "--stall-out", "0.1", *extra]) == 0
     out = capsys.readouterr().out
     for job in ("memory", "gemm", "mvm", "anneal", "factor"):
         assert job in out
