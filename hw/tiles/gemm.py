@@ -32,20 +32,32 @@ result buffer has room; a READ of A or B borrows the read ports for one cycle.
 Accumulators are ``acc_bits`` wide, derived so that ``max_k`` products of
 extreme operands never overflow. Nothing is dropped: a reply that cannot leave
 holds the input.
+
+Structure (joined by streams; each class states its contract): ``GemmDecoder``
+takes ``i``, writes and reads ``GemmScratchpad`` and queues checked jobs for
+``GemmEngine`` (``tiles.gemm_engine``), which fetches k steps from the
+scratchpad and emits result entries; ``GemmSerializer`` turns those entries and
+the decoder's answers into flits on ``o``. ``GemmTile`` only wires them.
 """
 
 from amaranth import *
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..noc.packet import Op
-from ..tile import (COUNTER_BITS, Param, TileSignature, check_params, field_width,
-                    layout_positions)
+from ..tile import (
+    COUNTER_BITS,
+    Param,
+    TileSignature,
+    check_params,
+    field_width,
+    layout_positions,
+)
+from .gemm_engine import ENGINE_COUNTERS, GemmEngine, GemmScratchpad, scratchpad_layouts
 
 STATUS_REGISTERS = ("dropped", "errors", "flits_in", "flits_out", "words", "jobs_done",
                     "busy", "stall_operands", "stall_noc")
 STATUS_WINDOW = 16
-RESULT_DEPTH = 4
 
 ERROR_BAD_DESCRIPTOR = 1
 ERROR_QUEUE_FULL = 2
@@ -130,7 +142,242 @@ class GemmParams:
         }
 
 
+def reply_layout(layout) -> data.StructLayout:
+    """Where a job's results go: its tag (the EXEC's ``addr``) and the EXEC's source."""
+    return data.StructLayout({"tag": layout["addr"].shape, "dst_x": layout["dst_x"].shape,
+                              "dst_y": layout["dst_y"].shape})
+
+
+def message_layout(layout) -> data.StructLayout:
+    """An outgoing flit before the output register adds this tile as its source."""
+    return data.StructLayout({name: layout[name].shape
+                              for name in ("dst_x", "dst_y", "op", "addr", "data")})
+
+
+_DECODER_COUNTERS = ("errors", "flits_in", "words")
+
+
+class GemmDecoder(wiring.Component):
+    """The front end: NoC requests in, operand loads, queued jobs and answers out.
+
+    - ``i``: one request per cycle, except while an answer waits on ``answers`` or
+      a scratchpad word arrives on ``read_data`` (then ``ready`` is low).
+    - ``write``: a WRITE into A or B, in the scratchpad's own word addresses, on
+      the cycle the request is taken; each counts in ``words`` (the operand
+      semaphore, an output for the engine's firing compare).
+    - ``read`` / ``read_data``: a READ of A or B; its word, due the next cycle
+      (``GemmScratchpad``'s latency), becomes the data of a REPLY on ``answers``.
+    - ``jobs``: a queue of ``jobs`` checked EXEC descriptors (``job_layout``, the
+      reply address filled from the EXEC), in arrival order.
+    - ``answers``: REPLY to READs (scratchpad and status registers) and every
+      ERROR, one at a time, each held until taken.
+    - ``status``: the status registers kept elsewhere (``dropped``, ``flits_out``
+      and the engine's counters), read by status READs with ``errors``,
+      ``flits_in`` and ``words`` kept here.
+    """
+
+    def __init__(self, params, *, layout, job_layout, counter_bits: int = COUNTER_BITS):
+        self._p = params
+        self._job_layout = job_layout
+        self._counter_bits = counter_bits
+        write, read, _, _ = scratchpad_layouts(params)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "write": Out(stream.Signature(write, always_ready=True)),
+            "read": Out(stream.Signature(read, always_ready=True)),
+            "read_data": In(stream.Signature(params.data_bits, always_ready=True)),
+            "jobs": Out(stream.Signature(job_layout)),
+            "answers": Out(stream.Signature(message_layout(layout))),
+            "words": Out(counter_bits),
+            "status": In(data.StructLayout({name: counter_bits for name in STATUS_REGISTERS
+                                            if name not in _DECODER_COUNTERS})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, cb = self._p, self._counter_bits
+        a_words, b_words = p.a_words, p.b_words
+        P, g = p.operands_per_word, p.rows_per_b_word
+        desc_layout = p.descriptor_layout
+        errors, flits_in = Signal(cb, name="errors"), Signal(cb, name="flits_in")
+        words = self.words
+
+        req = self.i.payload
+        pending = self.answers.valid    # the answer is complete and waits for the output
+        reply = self.answers.payload
+        take = Signal()
+        m.d.comb += [
+            self.i.ready.eq(~pending & ~self.read_data.valid),
+            take.eq(self.i.valid & self.i.ready),
+        ]
+
+        in_b = req.addr < b_words
+        in_a = (req.addr >= b_words) & (req.addr < b_words + a_words)
+        local = Mux(in_a, req.addr - b_words, req.addr)
+        base = status_base(p.addr_bits)
+        is_status = (req.addr >= base) & (req.addr < base + len(STATUS_REGISTERS))
+        own = {"errors": errors, "flits_in": flits_in, "words": words}
+        status = [own[name] if name in own else self.status[name]
+                  for name in STATUS_REGISTERS]
+        m.d.comb += [
+            self.write.payload.a.eq(in_a), self.write.payload.addr.eq(local),
+            self.write.payload.data.eq(req.data),
+            self.read.payload.a.eq(in_a), self.read.payload.addr.eq(local),
+        ]
+
+        # Descriptor checks, done as the EXEC arrives so a bad one never reaches the engine.
+        desc = data.View(desc_layout, req.data[:desc_layout.size])
+        a_stride = (desc.k + (P - 1)) // P
+        b_stride = (desc.k + (g - 1)) // g
+        desc_ok = ((desc.k >= 1) & (desc.k <= p.max_k) & (desc.rows >= 1) &
+                   (desc.blocks >= 1) &
+                   (desc.a_addr + desc.rows * a_stride <= a_words) &
+                   (desc.b_addr + desc.blocks * b_stride <= b_words))
+
+        m.submodules.queue = queue = fifo.SyncFIFO(width=self._job_layout.size, depth=p.jobs)
+        job = data.View(self._job_layout, queue.w_data)
+        m.d.comb += [
+            job.desc.eq(req.data[:desc_layout.size]), job.reply.tag.eq(req.addr),
+            job.reply.dst_x.eq(req.src_x), job.reply.dst_y.eq(req.src_y),
+            self.jobs.payload.eq(queue.r_data), self.jobs.valid.eq(queue.r_rdy),
+            queue.r_en.eq(self.jobs.ready),
+        ]
+
+        with m.If(self.answers.valid & self.answers.ready):
+            m.d.sync += pending.eq(0)
+
+        answer, is_error = Signal(), Signal()
+        answer_data = Signal(p.data_bits)
+        with m.If(take):
+            m.d.sync += flits_in.eq(flits_in + 1)
+            with m.Switch(req.op):
+                with m.Case(Op.WRITE):
+                    with m.If(in_a | in_b):
+                        m.d.comb += self.write.valid.eq(1)
+                        m.d.sync += words.eq(words + 1)
+                    with m.Else():
+                        m.d.comb += [answer.eq(1), is_error.eq(1),
+                                     answer_data.eq(req.op.as_value())]
+                with m.Case(Op.READ):
+                    with m.If(in_a | in_b):
+                        m.d.comb += self.read.valid.eq(1)
+                    with m.Elif(is_status):
+                        m.d.comb += answer.eq(1)
+                        with m.Switch(req.addr - base):
+                            for k, value in enumerate(status):
+                                with m.Case(k):
+                                    m.d.comb += answer_data.eq(value)
+                    with m.Else():
+                        m.d.comb += [answer.eq(1), is_error.eq(1),
+                                     answer_data.eq(req.op.as_value())]
+                with m.Case(Op.EXEC):
+                    with m.If(desc_ok & queue.w_rdy):
+                        m.d.comb += queue.w_en.eq(1)
+                    with m.Else():
+                        reason = Mux(desc_ok, ERROR_QUEUE_FULL, ERROR_BAD_DESCRIPTOR)
+                        m.d.comb += [answer.eq(1), is_error.eq(1),
+                                     answer_data.eq(Cat(req.op.as_value(), C(0, 5), reason))]
+                with m.Case(Op.REPLY, Op.DONE, Op.ERROR):
+                    m.d.sync += errors.eq(errors + 1)
+                with m.Default():
+                    m.d.comb += [answer.eq(1), is_error.eq(1),
+                                 answer_data.eq(req.op.as_value())]
+            with m.If(answer | self.read.valid):
+                m.d.sync += [
+                    reply.dst_x.eq(req.src_x), reply.dst_y.eq(req.src_y),
+                    reply.addr.eq(req.addr),
+                    reply.op.eq(Mux(is_error, Op.ERROR, Op.REPLY)),
+                    reply.data.eq(answer_data),
+                ]
+            with m.If(answer):
+                m.d.sync += pending.eq(1)
+            with m.If(is_error):
+                m.d.sync += errors.eq(errors + 1)
+        with m.If(self.read_data.valid):
+            m.d.sync += [pending.eq(1), reply.data.eq(self.read_data.payload)]
+        return m
+
+
+class GemmSerializer(wiring.Component):
+    """The reply path: answers and result entries out as flits from this tile.
+
+    - ``results`` (the engine's ``result_layout``): an entry becomes ``F`` REPLY
+      flits (flit ``f`` carries results ``[f*R, (f+1)*R)``), a ``done`` entry one
+      DONE flit, all with ``addr = tag`` to the job's source; the entry is taken
+      with its last flit.
+    - ``answers``: each taken as one flit.
+    - ``o``: one output register, so a flit offered is held unchanged until taken;
+      ``src`` is this tile. When both inputs wait they take the output in turn, so
+      status READs are answered while a job streams its results. ``flits_out``
+      counts flits taken from ``o``.
+    """
+
+    def __init__(self, params, *, layout, result_layout, x: int, y: int,
+                 counter_bits: int = COUNTER_BITS):
+        self._p = params
+        self._layout = layout
+        self._x, self._y = x, y
+        super().__init__({
+            "answers": In(stream.Signature(message_layout(layout))),
+            "results": In(stream.Signature(result_layout)),
+            "o": Out(stream.Signature(layout)),
+            "flits_out": Out(counter_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        L, acc_w, R, F = p.lanes, p.acc_bits, p.results_per_flit, p.flits_per_group
+        message = message_layout(self._layout)
+        results, answers = self.results, self.answers
+
+        entry = results.payload
+        flit = Signal(range(max(2, F)))
+        res_flit = Signal(message)
+        res_last = Signal()
+        m.d.comb += [
+            res_flit.dst_x.eq(entry.reply.dst_x), res_flit.dst_y.eq(entry.reply.dst_y),
+            res_flit.addr.eq(entry.reply.tag),
+        ]
+        with m.If(entry.done):
+            m.d.comb += [res_flit.op.eq(Op.DONE), res_flit.data.eq(entry.data), res_last.eq(1)]
+        with m.Else():
+            m.d.comb += [res_flit.op.eq(Op.REPLY), res_last.eq(flit == F - 1)]
+            with m.Switch(flit):
+                for f in range(F):
+                    lo = f * R * acc_w
+                    hi = min(L, (f + 1) * R) * acc_w
+                    with m.Case(f):
+                        m.d.comb += res_flit.data.eq(entry.data[lo:hi])
+
+        out_valid = Signal()
+        out = Signal(message)
+        last_reply = Signal()    # the flit in `out` came from `answers`
+        m.d.comb += [self.o.valid.eq(out_valid)]
+        m.d.comb += [getattr(self.o.payload, name).eq(getattr(out, name))
+                     for name in ("dst_x", "dst_y", "op", "addr", "data")]
+        m.d.comb += [self.o.payload.src_x.eq(self._x), self.o.payload.src_y.eq(self._y)]
+        load = ~out_valid | self.o.ready
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [out_valid.eq(0), self.flits_out.eq(self.flits_out + 1)]
+        use_reply = answers.valid & (~results.valid | ~last_reply)
+        with m.If(load):
+            with m.If(use_reply):
+                m.d.comb += answers.ready.eq(1)
+                m.d.sync += [out.eq(answers.payload), out_valid.eq(1), last_reply.eq(1)]
+            with m.Elif(results.valid):
+                m.d.sync += [out.eq(res_flit), out_valid.eq(1), last_reply.eq(0)]
+                with m.If(res_last):
+                    m.d.comb += results.ready.eq(1)
+                    m.d.sync += flit.eq(0)
+                with m.Else():
+                    m.d.sync += flit.eq(flit + 1)
+        return m
+
+
 class GemmTile(wiring.Component):
+    """The GEMM PE on its ``TileSignature``: decoder, scratchpad, engine, serializer."""
+
     Params = GemmParams
 
     def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS, **params):
@@ -143,298 +390,32 @@ class GemmTile(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layout, p = self._layout, self.params
-        L, w, P = p.lanes, p.op_bits, p.operands_per_word
-        g = p.rows_per_b_word
-        acc_w, R, F = p.acc_bits, p.results_per_flit, p.flits_per_group
-        D, cb = p.data_bits, self._counter_bits
-        a_words, b_words = p.a_words, p.b_words
-        coord = Shape.cast(layout["dst_x"].shape).width
-        addr_w = p.addr_bits
-        desc_layout = p.descriptor_layout
+        p, layout, cb = self.params, self._layout, self._counter_bits
+        engine = GemmEngine(p, reply_layout=reply_layout(layout), counter_bits=cb)
+        m.submodules.decoder = decoder = GemmDecoder(p, layout=layout,
+                                                     job_layout=engine.job_layout,
+                                                     counter_bits=cb)
+        m.submodules.scratchpad = scratchpad = GemmScratchpad(p)
+        m.submodules.engine = engine
+        m.submodules.serializer = serializer = GemmSerializer(
+            p, layout=layout, result_layout=engine.result_layout, x=self._x, y=self._y,
+            counter_bits=cb)
 
-        m.submodules.a_mem = a_mem = memory.Memory(shape=D, depth=a_words, init=[])
-        m.submodules.b_mem = b_mem = memory.Memory(shape=D, depth=b_words, init=[])
-        a_wr, b_wr = a_mem.write_port(), b_mem.write_port()
-        a_rd, b_rd = a_mem.read_port(), b_mem.read_port()
+        wiring.connect(m, wiring.flipped(self.i), decoder.i)
+        wiring.connect(m, decoder.write, scratchpad.write)
+        wiring.connect(m, decoder.read, scratchpad.read)
+        wiring.connect(m, scratchpad.read_data, decoder.read_data)
+        wiring.connect(m, decoder.jobs, engine.jobs)
+        wiring.connect(m, engine.fetch, scratchpad.fetch)
+        wiring.connect(m, scratchpad.operands, engine.operands)
+        wiring.connect(m, decoder.answers, serializer.answers)
+        wiring.connect(m, engine.results, serializer.results)
+        wiring.connect(m, serializer.o, wiring.flipped(self.o))
 
-        counters = {name: Signal(cb, name=name) for name in STATUS_REGISTERS[1:]}
-        errors, words = counters["errors"], counters["words"]
-
-        # ---- Front end: one request per cycle unless a reply is waiting to leave.
-        req = self.i.payload
-        pending = Signal()        # `reply` is complete and waits for the output
-        capture = Signal()        # a scratchpad READ: the data arrives next cycle
-        capture_a = Signal()
-        # Outgoing messages before the output register adds this tile as the source.
-        message = data.StructLayout({name: layout[name].shape
-                                     for name in ("dst_x", "dst_y", "op", "addr", "data")})
-        reply = Signal(message)
-        take = Signal()
-        steal = Signal()          # this cycle's read ports serve a READ, not the engine
         m.d.comb += [
-            self.i.ready.eq(~pending & ~capture),
-            take.eq(self.i.valid & self.i.ready),
+            engine.words.eq(decoder.words),
+            decoder.status.dropped.eq(self.dropped),
+            decoder.status.flits_out.eq(serializer.flits_out),
         ]
-
-        in_b = req.addr < b_words
-        in_a = (req.addr >= b_words) & (req.addr < b_words + a_words)
-        a_index = (req.addr - b_words)[:max(1, (a_words - 1).bit_length())]
-        base = status_base(addr_w)
-        is_status = (req.addr >= base) & (req.addr < base + len(STATUS_REGISTERS))
-
-        # Descriptor checks, done as the EXEC arrives so a bad one never reaches the engine.
-        desc = data.View(desc_layout, req.data[:desc_layout.size])
-        a_stride_in = (desc.k + (P - 1)) // P
-        b_stride_in = (desc.k + (g - 1)) // g
-        desc_ok = ((desc.k >= 1) & (desc.k <= p.max_k) & (desc.rows >= 1) &
-                   (desc.blocks >= 1) &
-                   (desc.a_addr + desc.rows * a_stride_in <= a_words) &
-                   (desc.b_addr + desc.blocks * b_stride_in <= b_words))
-
-        job_layout = data.StructLayout({"desc": desc_layout, "tag": addr_w,
-                                        "dst_x": coord, "dst_y": coord})
-        m.submodules.queue = queue = fifo.SyncFIFO(width=job_layout.size, depth=p.jobs)
-
-        answer, is_error = Signal(), Signal()
-        answer_data = Signal(D)
-        m.d.comb += [
-            a_wr.addr.eq(a_index), a_wr.data.eq(req.data),
-            b_wr.addr.eq(req.addr), b_wr.data.eq(req.data),
-        ]
-        with m.If(take):
-            m.d.sync += counters["flits_in"].eq(counters["flits_in"] + 1)
-            with m.Switch(req.op):
-                with m.Case(Op.WRITE):
-                    with m.If(in_b):
-                        m.d.comb += b_wr.en.eq(1)
-                    with m.Elif(in_a):
-                        m.d.comb += a_wr.en.eq(1)
-                    with m.Else():
-                        m.d.comb += [answer.eq(1), is_error.eq(1),
-                                     answer_data.eq(req.op.as_value())]
-                    with m.If(in_a | in_b):
-                        m.d.sync += words.eq(words + 1)
-                with m.Case(Op.READ):
-                    with m.If(in_a | in_b):
-                        m.d.comb += steal.eq(1)
-                        m.d.sync += [capture.eq(1), capture_a.eq(in_a)]
-                    with m.Elif(is_status):
-                        m.d.comb += answer.eq(1)
-                        with m.Switch(req.addr - base):
-                            values = (self.dropped, *counters.values())
-                            for k, value in enumerate(values):
-                                with m.Case(k):
-                                    m.d.comb += answer_data.eq(value)
-                    with m.Else():
-                        m.d.comb += [answer.eq(1), is_error.eq(1),
-                                     answer_data.eq(req.op.as_value())]
-                with m.Case(Op.EXEC):
-                    with m.If(desc_ok & queue.w_rdy):
-                        m.d.comb += [
-                            queue.w_en.eq(1),
-                            queue.w_data.eq(Cat(req.data[:desc_layout.size], req.addr,
-                                                req.src_x, req.src_y)),
-                        ]
-                    with m.Else():
-                        reason = Mux(desc_ok, ERROR_QUEUE_FULL, ERROR_BAD_DESCRIPTOR)
-                        m.d.comb += [answer.eq(1), is_error.eq(1),
-                                     answer_data.eq(Cat(req.op.as_value(), C(0, 5), reason))]
-                with m.Case(Op.REPLY, Op.DONE, Op.ERROR):
-                    m.d.sync += errors.eq(errors + 1)
-                with m.Default():
-                    m.d.comb += [answer.eq(1), is_error.eq(1),
-                                 answer_data.eq(req.op.as_value())]
-            with m.If(answer | steal):
-                m.d.sync += [
-                    reply.dst_x.eq(req.src_x), reply.dst_y.eq(req.src_y),
-                    reply.addr.eq(req.addr),
-                    reply.op.eq(Mux(is_error, Op.ERROR, Op.REPLY)),
-                    reply.data.eq(answer_data),
-                ]
-            with m.If(answer):
-                m.d.sync += pending.eq(1)
-            with m.If(is_error):
-                m.d.sync += errors.eq(errors + 1)
-        with m.If(capture):
-            m.d.sync += [capture.eq(0), pending.eq(1),
-                         reply.data.eq(Mux(capture_a, a_rd.data, b_rd.data))]
-
-        # ---- Engine: walks rows x blocks x k, one k step per cycle.
-        head = data.View(job_layout, queue.r_data)
-        fired = Signal()
-        m.d.comb += fired.eq(~(words[:p.wait_bits] - head.desc.wait)[p.wait_bits - 1])
-
-        job = Signal(job_layout)
-        a_stride = Signal(range(a_words + 1))
-        b_stride = Signal(range(b_words + 1))
-        kk = Signal(range(p.max_k))
-        a_word = Signal(range(a_words))
-        a_slot = Signal(range(max(2, P)))
-        b_word = Signal(range(b_words))
-        b_slot = Signal(range(max(2, g)))
-        row = Signal.like(job.desc.rows)
-        blk = Signal.like(job.desc.blocks)
-        a_base = Signal(range(a_words + 1))
-        b_base = Signal(range(b_words + 1))
-        reserved = Signal(range(RESULT_DEPTH + 1))   # result entries queued or in flight
-        released = Signal()                           # the serializer freed an entry
-
-        # Pipeline tokens: stage 1 (scratchpad data out), stage 2 (products). Each
-        # carries its job's reply address so the next job may start behind it.
-        meta_layout = data.StructLayout({"tag": addr_w, "dst_x": coord, "dst_y": coord,
-                                         "groups": len(job.desc.rows) + len(job.desc.blocks)})
-        s1 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "done": 1,
-                                       "a_slot": range(max(2, P)), "b_slot": range(max(2, g)),
-                                       "meta": meta_layout}))
-        s2 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "done": 1,
-                                       "meta": meta_layout}))
-        meta = Signal(meta_layout)
-        m.d.comb += [meta.tag.eq(job.tag), meta.dst_x.eq(job.dst_x), meta.dst_y.eq(job.dst_y),
-                     meta.groups.eq(job.desc.rows * job.desc.blocks)]
-        m.d.sync += [s1.valid.eq(0), s1.done.eq(0), s1.meta.eq(meta)]
-
-        room = reserved < RESULT_DEPTH
-        issue = Signal()
-        reserve = Signal()
-        m.d.comb += [
-            a_rd.addr.eq(Mux(steal, a_index, a_base + a_word)),
-            b_rd.addr.eq(Mux(steal, req.addr, b_base + b_word)),
-        ]
-
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(queue.r_rdy & fired):
-                    d = head.desc
-                    m.d.comb += queue.r_en.eq(1)
-                    m.d.sync += [
-                        job.eq(head),
-                        a_stride.eq((d.k + (P - 1)) // P),
-                        b_stride.eq((d.k + (g - 1)) // g),
-                        a_base.eq(d.a_addr), b_base.eq(d.b_addr),
-                        kk.eq(0), a_word.eq(0), a_slot.eq(0), b_word.eq(0), b_slot.eq(0),
-                        row.eq(0), blk.eq(0),
-                    ]
-                    m.next = "RUN"
-                with m.Elif(queue.r_rdy):
-                    m.d.sync += counters["stall_operands"].eq(counters["stall_operands"] + 1)
-            with m.State("RUN"):
-                first = kk == 0
-                last = kk == job.desc.k - 1
-                with m.If(~steal & (~first | room)):
-                    m.d.comb += [issue.eq(1), reserve.eq(first)]
-                    m.d.sync += [
-                        s1.valid.eq(1), s1.first.eq(first), s1.last.eq(last),
-                        s1.a_slot.eq(a_slot), s1.b_slot.eq(b_slot),
-                    ]
-                    with m.If(last):
-                        m.d.sync += [kk.eq(0), a_word.eq(0), a_slot.eq(0),
-                                     b_word.eq(0), b_slot.eq(0)]
-                        with m.If(blk == job.desc.blocks - 1):
-                            m.d.sync += [blk.eq(0), b_base.eq(job.desc.b_addr),
-                                         row.eq(row + 1), a_base.eq(a_base + a_stride)]
-                            with m.If(row == job.desc.rows - 1):
-                                m.next = "DONE"
-                        with m.Else():
-                            m.d.sync += [blk.eq(blk + 1), b_base.eq(b_base + b_stride)]
-                    with m.Else():
-                        m.d.sync += kk.eq(kk + 1)
-                        with m.If(a_slot == P - 1):
-                            m.d.sync += [a_slot.eq(0), a_word.eq(a_word + 1)]
-                        with m.Else():
-                            m.d.sync += a_slot.eq(a_slot + 1)
-                        with m.If(b_slot == g - 1):
-                            m.d.sync += [b_slot.eq(0), b_word.eq(b_word + 1)]
-                        with m.Else():
-                            m.d.sync += b_slot.eq(b_slot + 1)
-                with m.Elif(first & ~room):
-                    m.d.sync += counters["stall_noc"].eq(counters["stall_noc"] + 1)
-            with m.State("DONE"):
-                with m.If(room):
-                    m.d.comb += reserve.eq(1)
-                    m.d.sync += [s1.valid.eq(1), s1.done.eq(1), s1.first.eq(0), s1.last.eq(0)]
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += counters["stall_noc"].eq(counters["stall_noc"] + 1)
-
-        with m.If(issue):
-            m.d.sync += counters["busy"].eq(counters["busy"] + 1)
-
-        # Stage 1 -> 2: pick the A operand and the B lane block, multiply.
-        a_op = a_rd.data.word_select(s1.a_slot, w).as_signed()
-        b_chunk = b_rd.data.word_select(s1.b_slot, L * w)
-        products = [Signal(signed(2 * w), name=f"product{l}") for l in range(L)]
-        m.d.sync += [products[l].eq(a_op * b_chunk.word_select(l, w).as_signed())
-                     for l in range(L)]
-        m.d.sync += s2.eq(Cat(s1.valid, s1.first, s1.last, s1.done, s1.meta))
-
-        # Stage 2: accumulate; the last k step of a group enters the result buffer.
-        acc = [Signal(signed(acc_w), name=f"acc{l}") for l in range(L)]
-        acc_next = [Mux(s2.first, 0, acc[l]) + products[l] for l in range(L)]
-        entry_layout = data.StructLayout({"done": 1, "tag": addr_w, "dst_x": coord,
-                                          "dst_y": coord, "data": L * acc_w})
-        m.submodules.results = results = fifo.SyncFIFO(width=entry_layout.size,
-                                                       depth=RESULT_DEPTH)
-        entry = Signal(entry_layout)
-        m.d.comb += [
-            entry.tag.eq(s2.meta.tag), entry.dst_x.eq(s2.meta.dst_x),
-            entry.dst_y.eq(s2.meta.dst_y), results.w_data.eq(entry),
-        ]
-        with m.If(s2.valid & ~s2.done):
-            m.d.sync += [acc[l].eq(acc_next[l]) for l in range(L)]
-        with m.If(s2.valid & s2.done):
-            m.d.comb += [results.w_en.eq(1), entry.done.eq(1),
-                         entry.data.eq(s2.meta.groups)]
-            m.d.sync += counters["jobs_done"].eq(counters["jobs_done"] + 1)
-        with m.Elif(s2.valid & s2.last):
-            m.d.comb += [results.w_en.eq(1), entry.data.eq(Cat(*(a[:acc_w] for a in acc_next)))]
-
-        # ---- Serializer: a result entry becomes F REPLY flits, a DONE entry one flit.
-        out_entry = data.View(entry_layout, results.r_data)
-        flit = Signal(range(max(2, F)))
-        res_flit = Signal(message)
-        res_last = Signal()
-        m.d.comb += [
-            res_flit.dst_x.eq(out_entry.dst_x), res_flit.dst_y.eq(out_entry.dst_y),
-            res_flit.addr.eq(out_entry.tag),
-        ]
-        with m.If(out_entry.done):
-            m.d.comb += [res_flit.op.eq(Op.DONE), res_flit.data.eq(out_entry.data),
-                         res_last.eq(1)]
-        with m.Else():
-            m.d.comb += [res_flit.op.eq(Op.REPLY), res_last.eq(flit == F - 1)]
-            with m.Switch(flit):
-                for f in range(F):
-                    lo = f * R * acc_w
-                    hi = min(L, (f + 1) * R) * acc_w
-                    with m.Case(f):
-                        m.d.comb += res_flit.data.eq(out_entry.data[lo:hi])
-
-        # ---- Output register, shared by replies and results in turn.
-        out_valid = Signal()
-        out = Signal(message)
-        last_reply = Signal()
-        m.d.comb += [self.o.valid.eq(out_valid)]
-        m.d.comb += [getattr(self.o.payload, name).eq(getattr(out, name))
-                     for name in ("dst_x", "dst_y", "op", "addr", "data")]
-        load = ~out_valid | self.o.ready
-        m.d.comb += [self.o.payload.src_x.eq(self._x), self.o.payload.src_y.eq(self._y)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [out_valid.eq(0),
-                         counters["flits_out"].eq(counters["flits_out"] + 1)]
-        use_reply = pending & (~results.r_rdy | ~last_reply)
-        with m.If(load):
-            with m.If(use_reply):
-                m.d.sync += [out.eq(reply), out_valid.eq(1), pending.eq(0), last_reply.eq(1)]
-            with m.Elif(results.r_rdy):
-                m.d.sync += [out.eq(res_flit), out_valid.eq(1), last_reply.eq(0)]
-                with m.If(res_last):
-                    m.d.comb += [results.r_en.eq(1), released.eq(1)]
-                    m.d.sync += flit.eq(0)
-                with m.Else():
-                    m.d.sync += flit.eq(flit + 1)
-
-        # A result entry is reserved when its group (or DONE) is issued and released
-        # when its last flit leaves, so the pipeline behind the issue never stops.
-        m.d.sync += reserved.eq(reserved + reserve - released)
+        m.d.comb += [decoder.status[name].eq(engine.counters[name]) for name in ENGINE_COUNTERS]
         return m
