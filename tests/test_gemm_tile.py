@@ -642,3 +642,15 @@ def test_reads_during_job(cfg):
     during = [run.taken[pos(run, r)] for r in reads]
     during = [c for c in during if start < c < end]
     assert len(during) >= rows * blocks * k // 8, f"only {len(during)} READs during the job"
+
+
+def test_done_counts_more_groups_than_a_result_word_holds():
+    """lanes 1, 4-bit operands, max_k 1: a result is 9 bits, but a DONE's group count,
+    rows * blocks = 16 * 16 = 256, needs more; the DONE must still carry it whole."""
+    cfg = Cfg("l1w4k1", lanes=1, op_bits=4, data_bits=32, addr_bits=10, max_k=1,
+              a_words=16, b_words=16, jobs=1, coord_bits=2)
+    tile = Tile(cfg, 4)
+    items = tile.job_packets(tile.tag(), 1, 16, 16, 0, 0) + [WaitDone(1)]
+    run = tile.run(items, p_in=0.8, p_out=0.7)
+    tile.check(run)
+    assert [p.data for _, p in run.out if p.op == Op.DONE] == [256]

@@ -310,8 +310,12 @@ class GemmEngine(wiring.Component):
         self._counter_bits = counter_bits
         self.job_layout = data.StructLayout({"desc": params.descriptor_layout,
                                              "reply": reply_layout})
-        self.result_layout = data.StructLayout({"done": 1, "reply": reply_layout,
-                                                "data": params.lanes * params.acc_bits})
+        d = params.descriptor_layout
+        groups = Shape.cast(d["rows"].shape).width + Shape.cast(d["blocks"].shape).width
+        # Wide enough for a group's results and for a DONE's group count alike.
+        self.result_layout = data.StructLayout({
+            "done": 1, "reply": reply_layout,
+            "data": max(params.lanes * params.acc_bits, groups)})
         _, _, fetch, operands = scratchpad_layouts(params)
         super().__init__({
             "jobs": In(stream.Signature(self.job_layout)),
