@@ -18,16 +18,24 @@ class (``Tile.Params``); the config schema, the defaults and the range checks
 all derive from that tuple. ``Params(data_bits=..., addr_bits=..., **values)``
 checks everything, including the rules that span the packet widths, and raises
 ``ValueError("field: value is not allowed, must be ...")`` naming the field.
+``Param``, ``check_params`` and ``check_int`` live in ``params`` (shared with every
+other block) and are re-exported here as part of the contract.
+
+The parts every tile builds the same way live here too: ``StatusRegisters`` (the
+status window and its READ decode), ``reply_to`` (an answer to a request's source),
+and ``TileOutput`` (the output register that sends answers and a job's flits in turn,
+with the tile's coordinates as source).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-from amaranth.hdl import Shape
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .arith import below
+from .noc.packet import Op
+from .params import Param, check_int, check_params  # noqa: F401  (the tile contract's)
 
 COUNTER_BITS = 32
 STATUS_WINDOW = 16         # status registers sit at 2**addr_bits - STATUS_WINDOW + k
@@ -73,82 +81,93 @@ def status_base(addr_bits: int, window: int = STATUS_WINDOW) -> int:
     return (1 << addr_bits) - window
 
 
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a tile kind: its type, default and allowed values.
+def check_place(layout, x: int, y: int, counter_bits: int) -> tuple[int, int, int]:
+    """A tile's ``(x, y, counter_bits)``, checked: coordinates the packet can carry,
+    counters of 1..64 bits."""
+    top = (1 << field_width(layout, "dst_x")) - 1
+    return (check_int("x", x, 0, top), check_int("y", y, 0, top),
+            check_int("counter_bits", counter_bits, 1, 64))
 
-    ``type`` is ``"integer"``, ``"number"``, ``"string"`` or ``"boolean"``;
-    integers and numbers take ``lo``/``hi`` (inclusive), strings ``choices``.
+
+# -- what every tile builds the same way ----------------------------------------------
+
+MESSAGE_FIELDS = ("dst_x", "dst_y", "op", "addr", "data")
+
+
+def message_layout(layout) -> data.StructLayout:
+    """A packet without its source fields: what a tile hands to ``TileOutput``."""
+    return data.StructLayout({name: layout[name].shape for name in MESSAGE_FIELDS})
+
+
+def reply_to(message, req, *, error, data) -> list:
+    """Statements loading ``message`` with the answer to request ``req``: to its source,
+    ``addr`` echoed, ``ERROR`` when ``error`` is high, else ``REPLY``, with ``data``."""
+    return [message.dst_x.eq(req.src_x), message.dst_y.eq(req.src_y),
+            message.addr.eq(req.addr), message.op.eq(Mux(error, Op.ERROR, Op.REPLY)),
+            message.data.eq(data)]
+
+
+class StatusRegisters:
+    """A tile's read-only status registers: ``names[k]`` at address ``base + k``.
+
+    ``addresses`` maps every name to its address (the manifest's ``status_registers``).
+    ``read(m, addr, values)``, with ``values`` mapping every name to its signal, decodes
+    a READ of ``addr`` combinationally and returns ``(hit, value)``: ``hit`` is high when
+    ``addr`` is a status register, ``value`` is that register (0 for any other address).
     """
-    name: str
-    default: object
-    type: str = "integer"
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple | None = None
-    doc: str = ""
 
-    def allowed(self) -> str:
-        if self.choices is not None:
-            return "one of " + ", ".join(map(str, self.choices))
-        if self.type == "boolean":
-            return "true or false"
-        if self.lo is not None and self.hi is not None:
-            return f"{self.lo:g}..{self.hi:g}" if self.type == "number" else \
-                f"{self.lo}..{self.hi}"
-        if self.lo is not None:
-            return f">= {self.lo}"
-        if self.hi is not None:
-            return f"<= {self.hi}"
-        return f"a {self.type}"
+    def __init__(self, names, base: int):
+        self.names = tuple(names)
+        self.base = base
+        self.addresses = {name: base + k for k, name in enumerate(self.names)}
 
-    def check(self, value):
-        """The value if allowed, else ``ValueError`` naming the field and what is allowed."""
-        ok = True
-        if self.type == "integer":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif self.type == "number":
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                  and math.isfinite(value))
-        elif self.type == "string":
-            ok = isinstance(value, str)
-        elif self.type == "boolean":
-            ok = isinstance(value, bool)
-        if ok and self.choices is not None:
-            ok = value in self.choices
-        if ok and self.lo is not None:
-            ok = value >= self.lo
-        if ok and self.hi is not None:
-            ok = value <= self.hi
-        if not ok:
-            raise ValueError(f"{self.name}: {value!r} is not allowed, must be "
-                             f"{self.allowed()}")
-        return value
-
-    def schema(self) -> dict:
-        """This parameter as a JSON-schema property."""
-        out = {"type": self.type, "default": self.default}
-        if self.lo is not None:
-            out["minimum"] = self.lo
-        if self.hi is not None:
-            out["maximum"] = self.hi
-        if self.choices is not None:
-            out["enum"] = list(self.choices)
-        if self.doc:
-            out["description"] = self.doc
-        return out
+    def read(self, m, addr, values: dict):
+        if set(values) != set(self.names):
+            raise ValueError(f"status values for {sorted(values)}, not the registers "
+                             f"{', '.join(self.names)}")
+        hit = Signal(name="status_hit")
+        m.d.comb += hit.eq((addr >= self.base) & below(addr, self.base + len(self.names)))
+        value = Signal(max(len(Value.cast(v)) for v in values.values()), name="status_value")
+        with m.Switch(addr - self.base):
+            for k, name in enumerate(self.names):
+                with m.Case(k):
+                    m.d.comb += value.eq(values[name])
+        return hit, value
 
 
-def check_params(params: tuple, values: dict, owner: str = "tile") -> dict:
-    """All of ``params`` with defaults filled and every value checked; unknown names refused."""
-    names = {p.name for p in params}
-    extra = sorted(set(values) - names, key=str)
-    if extra:
-        raise ValueError(f"{extra[0]}: unknown {owner} parameter, allowed: "
-                         f"{', '.join(p.name for p in params)}")
-    return {p.name: p.check(values.get(p.name, p.default)) for p in params}
+class TileOutput(wiring.Component):
+    """The output register of a tile: its answers and its job's flits, in turn, to ``o``.
 
+    ``answer`` and ``flits`` are streams of ``message_layout(layout)``; ``o`` sends them
+    with the tile's ``(x, y)`` as source. The register takes a message in any cycle it is
+    empty or being emptied, so a flit leaves one cycle after it is offered at the
+    earliest; when both streams offer, the one not taken last goes first, so neither
+    starves the other (status READs are answered while a job's results leave).
+    """
 
-def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    """An integer in ``lo..hi`` (no upper bound if ``hi`` is None), else ``ValueError``."""
-    return Param(name, None, "integer", lo, hi).check(value)
+    def __init__(self, layout, *, x: int, y: int):
+        self._x, self._y = x, y
+        message = message_layout(layout)
+        super().__init__({
+            "answer": In(stream.Signature(message)),
+            "flits": In(stream.Signature(message)),
+            "o": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        out = Signal.like(self.answer.payload)
+        last_answer = Signal()
+        m.d.comb += [getattr(self.o.payload, name).eq(getattr(out, name))
+                     for name in MESSAGE_FIELDS]
+        m.d.comb += [self.o.payload.src_x.eq(self._x), self.o.payload.src_y.eq(self._y)]
+        load = ~self.o.valid | self.o.ready
+        m.d.comb += [self.answer.ready.eq(load & ~(self.flits.valid & last_answer)),
+                     self.flits.ready.eq(load & ~(self.answer.valid & ~last_answer))]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.answer.valid & self.answer.ready):
+            m.d.sync += [out.eq(self.answer.payload), self.o.valid.eq(1), last_answer.eq(1)]
+        with m.Elif(self.flits.valid & self.flits.ready):
+            m.d.sync += [out.eq(self.flits.payload), self.o.valid.eq(1), last_answer.eq(0)]
+        return m

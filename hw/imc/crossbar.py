@@ -41,6 +41,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith import tree_sum
+from ..params import Param, check_int
 from .noise import GaussianNoise, sample_bounds
 
 NOISE_MODES = ("independent", "proportional")
@@ -54,8 +56,8 @@ def magic_divider(divisor: int, n_max: int) -> tuple[int, int]:
     unchanged when ``n_max * e < 2**shift`` (the remainder is at most
     ``divisor - 1``).
     """
-    if divisor < 1 or n_max < 0:
-        raise ValueError(f"divisor must be >= 1 and n_max >= 0, not {divisor}, {n_max}")
+    check_int("divisor", divisor, 1)
+    check_int("n_max", n_max, 0)
     shift = max(divisor.bit_length() - 1, 0)
     while True:
         m = -(-(1 << shift) // divisor)
@@ -64,36 +66,8 @@ def magic_divider(divisor: int, n_max: int) -> tuple[int, int]:
         shift += 1
 
 
-def _tree_sum(terms, m=None):
-    # Balanced, so the adder depth is log2(rows) rather than rows. With ``m``, every
-    # partial sum is a kept wire: yosys then maps each add to a carry chain instead
-    # of merging the whole tree into one multi-operand adder of LUT full adders.
-    terms = list(terms)
-
-    def add(a, b):
-        if m is None:
-            return a + b
-        s = Signal(signed(max(len(a), len(b)) + 1), attrs={"keep": 1})
-        m.d.comb += s.eq(a + b)
-        return s
-
-    while len(terms) > 1:
-        nxt = [add(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
-
-
 def _bits_for_signed(lo: int, hi: int):
     return signed(max(lo.bit_length(), hi.bit_length()) + 1)
-
-
-def _check_int(name, value, low, high=None):
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
-            high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {allowed}, not {value!r}")
 
 
 class Crossbar(wiring.Component):
@@ -101,24 +75,24 @@ class Crossbar(wiring.Component):
                  in_bits: int = 8, adc_bits: int = 8, adc_lo: int, adc_hi: int,
                  frac_bits: int = 4, prog_gain: int = 0, prog_noise: str = "independent",
                  read_gain: int = 0):
-        _check_int("rows", rows, 1, 1024)
-        _check_int("cols", cols, 1, 1024)
-        _check_int("levels", levels, 2, 1 << 16)
-        _check_int("slices", slices, 1, 8)
-        _check_int("in_bits", in_bits, 2, 32)
-        _check_int("adc_bits", adc_bits, 0, 24)
-        _check_int("frac_bits", frac_bits, 0, 16)
-        _check_int("prog_gain", prog_gain, 0)
-        _check_int("read_gain", read_gain, 0)
-        _check_int("adc_lo", adc_lo, -(1 << 40))
-        _check_int("adc_hi", adc_hi, -(1 << 40))
+        check_int("rows", rows, 1, 1024)
+        check_int("cols", cols, 1, 1024)
+        check_int("levels", levels, 2, 1 << 16)
+        check_int("slices", slices, 1, 8)
+        check_int("in_bits", in_bits, 2, 32)
+        check_int("adc_bits", adc_bits, 0, 24)
+        check_int("frac_bits", frac_bits, 0, 16)
+        check_int("prog_gain", prog_gain, 0)
+        check_int("read_gain", read_gain, 0)
+        check_int("adc_lo", adc_lo, -(1 << 40))
+        check_int("adc_hi", adc_hi, -(1 << 40))
         if slices > 1 and levels & (levels - 1):
-            raise ValueError(f"levels must be a power of two when slices > 1, not {levels}")
+            raise ValueError(f"levels: {levels!r} is not allowed, must be a power of two "
+                             f"when slices > 1")
         if adc_bits and adc_hi <= adc_lo:
-            raise ValueError(f"adc_hi must be greater than adc_lo, not [{adc_lo}, {adc_hi}]")
-        if prog_noise not in NOISE_MODES:
-            raise ValueError(f"prog_noise must be one of {', '.join(NOISE_MODES)}, "
-                             f"not {prog_noise!r}")
+            raise ValueError(f"adc_hi: {adc_hi!r} is not allowed, must be greater than "
+                             f"adc_lo ({adc_lo})")
+        Param("prog_noise", None, "string", choices=NOISE_MODES).check(prog_noise)
         self._rows, self._cols, self._levels, self._slices = rows, cols, levels, slices
         self._in_bits, self._adc_bits, self._frac_bits = in_bits, adc_bits, frac_bits
         self._adc_lo, self._adc_hi = adc_lo, adc_hi
@@ -244,7 +218,7 @@ class Crossbar(wiring.Component):
                          s1_last.eq(last_plane)]
         for s in range(S):
             for j in range(C):
-                total = _tree_sum((Mux(bits[i], cells[s][i * C + j], 0) for i in range(R)), m)
+                total = tree_sum((Mux(bits[i], cells[s][i * C + j], 0) for i in range(R)), m)
                 if self._read_gain:
                     gen = GaussianNoise(index=2 * S + s * C + j, gain=self._read_gain)
                     m.submodules[f"read_noise_s{s}_c{j}"] = gen
@@ -288,7 +262,7 @@ class Crossbar(wiring.Component):
         with m.If(self.y.valid & self.y.ready):
             m.d.sync += self.y.valid.eq(0)
         for j in range(C):
-            v = _tree_sum(s2_code[s][j] << (s * self._slice_shift) for s in range(S))
+            v = tree_sum(s2_code[s][j] << (s * self._slice_shift) for s in range(S))
             nxt = Signal(self._out_shape, name=f"acc_next_c{j}")
             m.d.comb += nxt.eq(Mux(s2_first, -v, (acc[j] << 1) + v))
             with m.If(adv & s2_valid):

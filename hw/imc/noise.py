@@ -1,11 +1,11 @@
 """Seeded Gaussian-approximation noise source: xorshift32 and an Irwin-Hall sum.
 
-``GaussianNoise`` holds one xorshift32 state (shifts 13, 17, 5). ``sample`` is
-``floor((z * gain * level + 2**15) / 2**16)`` with ``z`` the sum of the four
-bytes of the state minus 510: an Irwin-Hall sum of four uniforms, variance
-21845, excess kurtosis -0.3. The register always holds an already-stepped
-state, so a draw ("step, then use the new state") reads ``sample`` in the cycle
-``next`` is high and steps the state for the next draw.
+``GaussianNoise`` holds one xorshift32 state (``prng.xorshift32``: shifts 13,
+17, 5). ``sample`` is ``floor((z * gain * level + 2**15) / 2**16)`` with ``z``
+the sum of the four bytes of the state minus 510: an Irwin-Hall sum of four
+uniforms, variance 21845, excess kurtosis -0.3. The register always holds an
+already-stepped state, so a draw ("step, then use the new state") reads
+``sample`` in the cycle ``next`` is high and steps the state for the next draw.
 
 Ports:
   ``seed`` (in, 32), ``load`` (in): on ``load``, restart from ``seed ^ salt``
@@ -22,16 +22,11 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import check_int
+from ..prng import MASK32, xorshift32, xorshift32_int
+
 NOISE_SHIFT = 16
 IRWIN_HALL_OFFSET = 510
-MASK32 = 0xFFFF_FFFF
-
-
-def xorshift32_int(x: int) -> int:
-    x ^= (x << 13) & MASK32
-    x ^= x >> 17
-    x ^= (x << 5) & MASK32
-    return x
 
 
 def salt(index: int) -> int:
@@ -51,20 +46,11 @@ def sample_shape(gain: int, level_max: int = 1):
     return signed(max(lo.bit_length(), hi.bit_length(), 1) + 1)
 
 
-def _xorshift32(x):
-    x = x ^ (x << 13)[:32]
-    x = x ^ (x >> 17)
-    return x ^ (x << 5)[:32]
-
-
 class GaussianNoise(wiring.Component):
     def __init__(self, *, index: int, gain: int, level_bits: int = 0):
-        if not isinstance(index, int) or index < 0:
-            raise ValueError(f"index must be a non-negative integer, not {index!r}")
-        if not isinstance(gain, int) or gain < 0:
-            raise ValueError(f"gain must be a non-negative integer, not {gain!r}")
-        if not isinstance(level_bits, int) or level_bits < 0:
-            raise ValueError(f"level_bits must be a non-negative integer, not {level_bits!r}")
+        check_int("index", index, 0)
+        check_int("gain", gain, 0)
+        check_int("level_bits", level_bits, 0)
         self._salt = salt(index)
         self._gain = gain
         self._level_bits = level_bits
@@ -85,9 +71,9 @@ class GaussianNoise(wiring.Component):
         m.d.comb += seeded.eq(self.seed ^ self._salt)
         start = Mux(seeded == 0, self._salt, seeded)
         with m.If(self.load):
-            m.d.sync += state.eq(_xorshift32(start))
+            m.d.sync += state.eq(xorshift32(start))
         with m.Elif(self.next):
-            m.d.sync += state.eq(_xorshift32(state))
+            m.d.sync += state.eq(xorshift32(state))
 
         z = Signal(signed(11))
         m.d.comb += z.eq(state[0:8] + state[8:16] + state[16:24] + state[24:32]
@@ -100,4 +86,4 @@ class GaussianNoise(wiring.Component):
         return m
 
 
-__all__ = ["GaussianNoise", "xorshift32_int", "salt", "sample_bounds", "sample_shape"]
+__all__ = ["GaussianNoise", "salt", "sample_bounds", "sample_shape", "xorshift32_int"]

@@ -15,7 +15,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .router import E, N, OPPOSITE, S, SIDES, W, Router, L
+from .router import OPPOSITE, SIDES, E, L, N, Router, S, W
 
 
 class Mesh(wiring.Component):

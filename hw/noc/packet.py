@@ -8,6 +8,8 @@ The all-ones coordinate pair addresses the host, so a mesh needs
 from amaranth.hdl import Shape
 from amaranth.lib import data, enum
 
+from ..params import check_int
+
 OP_BITS = 3
 
 
@@ -21,11 +23,9 @@ class Op(enum.Enum, shape=OP_BITS):
 
 
 def packet_layout(*, coord_bits: int, addr_bits: int, data_bits: int) -> data.StructLayout:
-    for name, value, lo, hi in (("coord_bits", coord_bits, 1, 8),
-                                ("addr_bits", addr_bits, 2, 32),
-                                ("data_bits", data_bits, 1, 256)):
-        if not isinstance(value, int) or not lo <= value <= hi:
-            raise ValueError(f"{name}: {value!r} is not allowed, must be {lo}..{hi}")
+    check_int("coord_bits", coord_bits, 1, 8)
+    check_int("addr_bits", addr_bits, 2, 32)
+    check_int("data_bits", data_bits, 1, 256)
     return data.StructLayout({
         "dst_x": coord_bits,
         "dst_y": coord_bits,

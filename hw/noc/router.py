@@ -25,6 +25,7 @@ from amaranth import *
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import check_int
 from .packet import coord_bits_of, host_coord
 
 N, E, S, W, L = range(5)
@@ -43,12 +44,10 @@ class Router(wiring.Component):
 
     def __init__(self, *, layout, x: int, y: int, cols: int, rows: int, host,
                  fifo_depth: int = 2, counter_bits: int = 32):
-        if not isinstance(cols, int) or cols < 1:
-            raise ValueError(f"cols: {cols!r} is not allowed, must be >= 1")
-        if not isinstance(rows, int) or rows < 1:
-            raise ValueError(f"rows: {rows!r} is not allowed, must be >= 1")
-        if not (0 <= x < cols and 0 <= y < rows):
-            raise ValueError(f"(x, y): {(x, y)} is outside the {cols}x{rows} mesh")
+        check_int("cols", cols, 1)
+        check_int("rows", rows, 1)
+        check_int("x", x, 0, cols - 1)
+        check_int("y", y, 0, rows - 1)
         limit = host_coord(layout)
         if cols > limit or rows > limit:
             raise ValueError(f"coord_bits: {coord_bits_of(layout)} bits cannot address a "
@@ -59,8 +58,8 @@ class Router(wiring.Component):
                              f"{', '.join(SIDES)}")
         if not (0 <= hx < cols and 0 <= hy < rows):
             raise ValueError(f"host: router {(hx, hy)} is outside the {cols}x{rows} mesh")
-        if not isinstance(fifo_depth, int) or not 1 <= fifo_depth <= 64:
-            raise ValueError(f"fifo_depth: {fifo_depth!r} is not allowed, must be 1..64")
+        check_int("fifo_depth", fifo_depth, 1, 64)
+        check_int("counter_bits", counter_bits, 1, 64)
         self._layout = layout
         self._x, self._y, self._cols, self._rows = x, y, cols, rows
         self._host = (hx, hy, SIDES[side])

@@ -48,6 +48,10 @@ tile's coordinates as source. Requests are served in order, one per cycle; one
 that cannot be served yet (a reply that cannot leave, the array busy) holds the
 input, nothing is dropped. Results share the output with answers in turn, and
 backpressure on the output never changes results (the block freezes whole).
+
+Structure: ``CrossbarTile`` serves the requests (input register, dispatch, answers)
+around the ``Crossbar`` block; a ``ResultSender`` turns the block's results into flits,
+and ``tile.TileOutput`` sends answers and result flits in turn.
 """
 
 from __future__ import annotations
@@ -55,13 +59,28 @@ from __future__ import annotations
 from fractions import Fraction
 
 from amaranth import *
-from amaranth.lib import data, fifo, wiring
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from ...golden.imc import NOISE_MODES, CrossbarParams, noise_gain, output_bound
+from ..arith import ceil_div
 from ..imc.crossbar import Crossbar
 from ..noc.packet import OP_BITS, Op
-from ..tile import (COUNTER_BITS, STATUS_WINDOW, Param, TileSignature, check_int,
-                    check_params, field_width, layout_positions, status_base)
+from ..tile import (
+    COUNTER_BITS,
+    STATUS_WINDOW,
+    Param,
+    StatusRegisters,
+    TileOutput,
+    TileSignature,
+    check_params,
+    check_place,
+    field_width,
+    layout_positions,
+    message_layout,
+    reply_to,
+    status_base,
+)
 
 STATUS_REGISTERS = ("dropped", "errors", "flits_in", "flits_out", "mvms", "busy")
 
@@ -79,10 +98,6 @@ VECTORS_IN_FLIGHT = 4      # one in the serializer, one in the output register o
                            # block, one in its pipeline and one being applied
 MIN_DATA_BITS = 16         # an ERROR's data holds op | reason << 8
 SEED_BITS = 32
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 class CrossbarTileParams:
@@ -156,15 +171,16 @@ class CrossbarTileParams:
                    f"and an ERROR's data {MIN_DATA_BITS}")
 
         self.inputs_per_word = P = D // self.input_bits
-        self.x_words = _ceil_div(self.rows, P)
+        self.x_words = ceil_div(self.rows, P)
         self.results_per_flit = R = D // self.result_bits
-        self.flits_per_vector = _ceil_div(self.cols, R)
+        self.flits_per_vector = ceil_div(self.cols, R)
         self.status_base = status_base(addr_bits)
         if X_BASE + self.x_words > self.status_base:
             need = (X_BASE + self.x_words + STATUS_WINDOW - 1).bit_length()
             refuse("addr_bits", addr_bits, f"at least {need} to map SEED, PROG, "
                    f"{self.x_words} X words and {STATUS_WINDOW} status registers")
-        self.status = {name: self.status_base + k for k, name in enumerate(STATUS_REGISTERS)}
+        self.status_registers = StatusRegisters(STATUS_REGISTERS, self.status_base)
+        self.status = self.status_registers.addresses
         self.address_map = {"seed": SEED_ADDR, "prog": PROG_ADDR, "x_base": X_BASE,
                             "x_words": self.x_words, "status_base": self.status_base,
                             "status_window": STATUS_WINDOW}
@@ -260,6 +276,63 @@ class CrossbarTileParams:
         }
 
 
+class ResultSender(wiring.Component):
+    """A vector's results as flits: ``results`` (the block's ``y``) waits in a register
+    while it leaves on ``flits`` as ``F`` REPLY flits (``result_layout``, flit 0 first)
+    and one DONE (``data = F``), to the owner and with the tag of ``head`` (the oldest
+    waiting EXEC); ``pop`` is high when the DONE leaves. The next vector is taken in that
+    cycle, so the block goes on with it meanwhile.
+    """
+
+    def __init__(self, *, params, layout, tag_layout, y_layout):
+        self._params, self._tag_layout = params, tag_layout
+        super().__init__({
+            "results": In(stream.Signature(y_layout)),
+            "head": In(tag_layout), "pop": Out(1),
+            "flits": Out(stream.Signature(message_layout(layout))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        R, F = p.results_per_flit, p.flits_per_vector
+        res_valid = Signal()
+        res = [Signal(signed(p.result_bits), name=f"result{j}") for j in range(p.cols)]
+        flit = Signal(range(F + 1))
+        results, flits = self.results, self.flits
+        m.d.comb += results.ready.eq(~res_valid | self.pop)
+        with m.If(results.valid & results.ready):
+            m.d.sync += [res[j].eq(results.payload[f"c{j}"]) for j in range(p.cols)]
+            m.d.sync += res_valid.eq(1)
+        with m.Elif(self.pop):
+            m.d.sync += res_valid.eq(0)
+
+        out = flits.payload
+        m.d.comb += [flits.valid.eq(res_valid), out.dst_x.eq(self.head.dst_x),
+                     out.dst_y.eq(self.head.dst_y), out.addr.eq(self.head.tag)]
+        words = []
+        for f in range(F):
+            word = Signal(p.result_layout, name=f"result_word{f}")
+            m.d.comb += [word[f"r{r}"].eq(res[f * R + r])
+                         for r in range(min(R, p.cols - f * R))]
+            words.append(word)
+        done = Signal(p.done_layout)
+        m.d.comb += done.flits.eq(F)
+        with m.Switch(flit):
+            for f, word in enumerate(words):
+                with m.Case(f):
+                    m.d.comb += [out.op.eq(Op.REPLY), out.data.eq(word)]
+            with m.Default():
+                m.d.comb += [out.op.eq(Op.DONE), out.data.eq(done)]
+        with m.If(flits.valid & flits.ready):
+            with m.If(flit == F):
+                m.d.comb += self.pop.eq(1)
+                m.d.sync += flit.eq(0)
+            with m.Else():
+                m.d.sync += flit.eq(flit + 1)
+        return m
+
+
 class CrossbarTile(wiring.Component):
     Params = CrossbarTileParams
 
@@ -267,26 +340,23 @@ class CrossbarTile(wiring.Component):
                  **params):
         self.params = CrossbarTileParams(data_bits=field_width(layout, "data"),
                                          addr_bits=field_width(layout, "addr"), **params)
-        top = (1 << field_width(layout, "dst_x")) - 1
-        self._x, self._y = check_int("x", x, 0, top), check_int("y", y, 0, top)
-        self._counter_bits = check_int("counter_bits", counter_bits, 1, 64)
+        self._x, self._y, self._counter_bits = check_place(layout, x, y, counter_bits)
         self._layout = layout
         super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
         m = Module()
         p, layout = self.params, self._layout
-        P, R, F = p.inputs_per_word, p.results_per_flit, p.flits_per_vector
-        B, A = p.input_bits, p.addr_bits
+        P, B, A = p.inputs_per_word, p.input_bits, p.addr_bits
         coord = field_width(layout, "dst_x")
         m.submodules.crossbar = xb = Crossbar(**p.crossbar.hw_kwargs())
+        m.submodules.output = output = TileOutput(layout, x=self._x, y=self._y)
+        wiring.connect(m, output.o, wiring.flipped(self.o))
 
         counters = {name: Signal(self._counter_bits, name=name)
                     for name in STATUS_REGISTERS[1:]}
         errors = counters["errors"]
-        # Outgoing messages before the output register adds this tile as the source.
-        message = data.StructLayout({name: layout[name].shape
-                                     for name in ("dst_x", "dst_y", "op", "addr", "data")})
+        message = message_layout(layout)
 
         # ---- Input register: the request being served.
         req = Signal(layout)
@@ -303,8 +373,8 @@ class CrossbarTile(wiring.Component):
         at_seed = req.addr == SEED_ADDR
         at_prog = req.addr == PROG_ADDR
         at_x = (req.addr >= X_BASE) & (req.addr < X_BASE + p.x_words)
-        at_status = ((req.addr >= p.status_base) &
-                     (req.addr < p.status_base + len(STATUS_REGISTERS)))
+        at_status, status_value = p.status_registers.read(
+            m, req.addr, {"dropped": self.dropped, **counters})
         weight = req.data.as_signed()
         weight_ok = (weight >= -p.w_max) & (weight <= p.w_max)
 
@@ -312,9 +382,10 @@ class CrossbarTile(wiring.Component):
         pending = Signal()
         reply = Signal(message)
         reply_loaded = Signal()      # `reply` enters the output register this cycle
+        m.d.comb += [output.answer.valid.eq(pending), output.answer.payload.eq(reply),
+                     reply_loaded.eq(output.answer.valid & output.answer.ready)]
         answer, error = Signal(), Signal()
         reason = Signal(8)
-        value = Signal(p.data_bits)
         err = Signal(p.error_layout)
         m.d.comb += [err.op.eq(req.op.as_value()), err.reason.eq(reason)]
         with m.If(reply_loaded):
@@ -327,6 +398,11 @@ class CrossbarTile(wiring.Component):
         tag_layout = data.StructLayout({"tag": A, "dst_x": coord, "dst_y": coord})
         m.submodules.tags = tags = fifo.SyncFIFO(width=tag_layout.size,
                                                  depth=VECTORS_IN_FLIGHT)
+        m.submodules.sender = sender = ResultSender(
+            params=p, layout=layout, tag_layout=tag_layout, y_layout=xb.y.payload.shape())
+        wiring.connect(m, xb.y, sender.results)
+        wiring.connect(m, sender.flits, output.flits)
+        m.d.comb += [sender.head.eq(tags.r_data), tags.r_en.eq(sender.pop)]
         entry = Signal(tag_layout)
         m.d.comb += [entry.tag.eq(req.addr), entry.dst_x.eq(req.src_x),
                      entry.dst_y.eq(req.src_y), tags.w_data.eq(entry)]
@@ -354,10 +430,6 @@ class CrossbarTile(wiring.Component):
                 with m.Case(Op.READ):
                     with m.If(at_status):
                         m.d.comb += answer.eq(1)
-                        with m.Switch(req.addr[:4]):
-                            for k, reg in enumerate((self.dropped, *counters.values())):
-                                with m.Case(k):
-                                    m.d.comb += value.eq(reg)
                     with m.Else():
                         m.d.comb += [error.eq(1), reason.eq(ERROR_UNMAPPED)]
                 with m.Case(Op.EXEC):
@@ -372,13 +444,8 @@ class CrossbarTile(wiring.Component):
             with m.If(answer | error):
                 m.d.comb += retire.eq(~pending | reply_loaded)
                 with m.If(retire):
-                    m.d.sync += [
-                        pending.eq(1),
-                        reply.dst_x.eq(req.src_x), reply.dst_y.eq(req.src_y),
-                        reply.addr.eq(req.addr),
-                        reply.op.eq(Mux(error, Op.ERROR, Op.REPLY)),
-                        reply.data.eq(Mux(error, err.as_value(), value)),
-                    ]
+                    m.d.sync += [pending.eq(1), *reply_to(
+                        reply, req, error=error, data=Mux(error, err.as_value(), status_value))]
                     with m.If(error):
                         m.d.sync += errors.eq(errors + 1)
 
@@ -393,64 +460,12 @@ class CrossbarTile(wiring.Component):
         with m.If(plane_issue):
             m.d.sync += counters["busy"].eq(counters["busy"] + 1)
 
-        # ---- Results: a vector's outputs wait here while they leave as F REPLY + DONE,
-        # so the array goes on with the next vector meanwhile.
-        res_valid = Signal()
-        res = [Signal(signed(p.result_bits), name=f"result{j}") for j in range(p.cols)]
-        flit = Signal(range(F + 1))
-        done_loaded = Signal()       # the DONE enters the output register this cycle
-        m.d.comb += xb.y.ready.eq(~res_valid | done_loaded)
-        with m.If(xb.y.valid & xb.y.ready):
-            m.d.sync += [res[j].eq(xb.y.payload[f"c{j}"]) for j in range(p.cols)]
-            m.d.sync += res_valid.eq(1)
-        with m.Elif(done_loaded):
-            m.d.sync += res_valid.eq(0)
-
-        head = data.View(tag_layout, tags.r_data)
-        res_flit = Signal(message)
-        m.d.comb += [res_flit.dst_x.eq(head.dst_x), res_flit.dst_y.eq(head.dst_y),
-                     res_flit.addr.eq(head.tag)]
-        words = []
-        for f in range(F):
-            word = Signal(p.result_layout, name=f"result_word{f}")
-            m.d.comb += [word[f"r{r}"].eq(res[f * R + r])
-                         for r in range(min(R, p.cols - f * R))]
-            words.append(word)
-        done = Signal(p.done_layout)
-        m.d.comb += done.flits.eq(F)
-        with m.Switch(flit):
-            for f, word in enumerate(words):
-                with m.Case(f):
-                    m.d.comb += [res_flit.op.eq(Op.REPLY), res_flit.data.eq(word)]
-            with m.Default():
-                m.d.comb += [res_flit.op.eq(Op.DONE), res_flit.data.eq(done)]
-
-        # ---- Output register, shared by answers and results in turn.
-        out_valid = Signal()
-        out = Signal(message)
-        last_reply = Signal()
-        m.d.comb += self.o.valid.eq(out_valid)
-        m.d.comb += [getattr(self.o.payload, name).eq(getattr(out, name))
-                     for name in ("dst_x", "dst_y", "op", "addr", "data")]
-        m.d.comb += [self.o.payload.src_x.eq(self._x), self.o.payload.src_y.eq(self._y)]
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [out_valid.eq(0),
-                         counters["flits_out"].eq(counters["flits_out"] + 1)]
-            with m.If(out.op == Op.DONE):
+            m.d.sync += counters["flits_out"].eq(counters["flits_out"] + 1)
+            with m.If(self.o.payload.op == Op.DONE):
                 m.d.sync += counters["mvms"].eq(counters["mvms"] + 1)
-        with m.If(~out_valid | self.o.ready):
-            with m.If(pending & (~res_valid | ~last_reply)):
-                m.d.comb += reply_loaded.eq(1)
-                m.d.sync += [out.eq(reply), out_valid.eq(1), last_reply.eq(1)]
-            with m.Elif(res_valid):
-                m.d.sync += [out.eq(res_flit), out_valid.eq(1), last_reply.eq(0)]
-                with m.If(flit == F):
-                    m.d.comb += [done_loaded.eq(1), tags.r_en.eq(1)]
-                    m.d.sync += flit.eq(0)
-                with m.Else():
-                    m.d.sync += flit.eq(flit + 1)
         return m
 
 
-__all__ = ["CrossbarTile", "CrossbarTileParams", "STATUS_REGISTERS", "SEED_ADDR",
-           "PROG_ADDR", "X_BASE", "ERROR_REASONS", "VECTORS_IN_FLIGHT"]
+__all__ = ["ERROR_REASONS", "PROG_ADDR", "SEED_ADDR", "STATUS_REGISTERS", "VECTORS_IN_FLIGHT",
+           "X_BASE", "CrossbarTile", "CrossbarTileParams"]

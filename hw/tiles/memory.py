@@ -25,13 +25,19 @@ from amaranth import *
 from amaranth.lib import memory, wiring
 
 from ..noc.packet import Op
-from ..tile import COUNTER_BITS, Param, TileSignature, check_params, field_width
+from ..tile import (
+    COUNTER_BITS,
+    Param,
+    StatusRegisters,
+    TileSignature,
+    check_params,
+    check_place,
+    field_width,
+    reply_to,
+    status_base,
+)
 
 STATUS_REGISTERS = ("dropped", "errors", "received", "sent")
-
-
-def status_base(addr_bits: int) -> int:
-    return (1 << addr_bits) - len(STATUS_REGISTERS)
 
 
 class MemoryParams:
@@ -46,16 +52,15 @@ class MemoryParams:
         v = check_params(self.PARAMS, values, "memory tile")
         self.depth = v["depth"]
         self.data_bits, self.addr_bits = data_bits, addr_bits
-        limit = status_base(addr_bits)
+        limit = status_base(addr_bits, len(STATUS_REGISTERS))
+        self.status_registers = StatusRegisters(STATUS_REGISTERS, limit)
         if self.depth > limit:
             raise ValueError(f"depth: {self.depth} is not allowed, must be 1..{limit} with "
                              f"packet.addr_bits {addr_bits} ({len(STATUS_REGISTERS)} addresses "
                              f"hold the status registers)")
 
     def manifest(self) -> dict:
-        base = status_base(self.addr_bits)
-        return {"depth": self.depth,
-                "status_registers": {name: base + k for k, name in enumerate(STATUS_REGISTERS)}}
+        return {"depth": self.depth, "status_registers": dict(self.status_registers.addresses)}
 
 
 class MemoryTile(wiring.Component):
@@ -66,9 +71,8 @@ class MemoryTile(wiring.Component):
         self.params = MemoryParams(data_bits=field_width(layout, "data"), addr_bits=addr_bits,
                                    **params)
         self._layout = layout
-        self._x, self._y = x, y
+        self._x, self._y, _ = check_place(layout, x, y, counter_bits)
         self._depth = self.params.depth
-        self._addr_bits = addr_bits
         super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
@@ -84,9 +88,10 @@ class MemoryTile(wiring.Component):
         sent = Signal(32)
 
         req = self.i.payload
-        base = status_base(self._addr_bits)
         in_range = req.addr < self._depth
-        is_status = req.addr >= base
+        is_status, status_value = self.params.status_registers.read(
+            m, req.addr, {"dropped": self.dropped, "errors": errors, "received": received,
+                          "sent": sent})
 
         # The reply being offered; its data comes from the RAM when `from_ram`.
         pending = Signal()
@@ -124,11 +129,7 @@ class MemoryTile(wiring.Component):
                     with m.If(in_range):
                         m.d.comb += answer.eq(1)
                     with m.Elif(is_status):
-                        m.d.comb += answer.eq(1)
-                        with m.Switch(req.addr - base):
-                            for k, value in enumerate((self.dropped, errors, received, sent)):
-                                with m.Case(k):
-                                    m.d.comb += answer_data.eq(value)
+                        m.d.comb += [answer.eq(1), answer_data.eq(status_value)]
                     with m.Else():
                         m.d.comb += [answer.eq(1), is_error.eq(1)]
                 with m.Case(Op.REPLY, Op.DONE, Op.ERROR):
@@ -139,13 +140,10 @@ class MemoryTile(wiring.Component):
                 m.d.sync += [
                     pending.eq(1),
                     sent.eq(sent + 1),
-                    reply.dst_x.eq(req.src_x),
-                    reply.dst_y.eq(req.src_y),
                     reply.src_x.eq(self._x),
                     reply.src_y.eq(self._y),
-                    reply.addr.eq(req.addr),
-                    reply.op.eq(Mux(is_error, Op.ERROR, Op.REPLY)),
-                    reply.data.eq(Mux(is_error, req.op.as_value(), answer_data)),
+                    *reply_to(reply, req, error=is_error,
+                              data=Mux(is_error, req.op.as_value(), answer_data)),
                 ]
                 m.d.sync += from_ram.eq((req.op == Op.READ) & in_range)
                 with m.If(is_error):

@@ -52,6 +52,10 @@ reason << 8`` (``error_layout``; reason 0 unless stated) and is counted in
 ``errors``. Replies carry this tile's coordinates as source. A reply that cannot
 leave holds the input (backpressure); nothing is dropped.
 
+Structure: ``PBitTile`` serves the requests (staging, checks, the ctrl push register,
+answers) around the array; a ``RecordSender`` turns the array's records into the job's
+flits, and ``tile.TileOutput`` sends answers and job flits in turn.
+
 Parameters (``PBitTileParams.PARAMS``, flat): ``arch: parallel`` builds
 ``PBitArray.dense`` (n <= 32, max_degree n - 1) and ignores ``lanes``,
 ``edge_depth`` and ``max_degree``, which are still range checked (a config filled
@@ -60,14 +64,30 @@ with defaults carries them); ``arch: lanes`` uses every parameter.
 
 from __future__ import annotations
 
-from amaranth import C, Cat, Module, Mux, Signal
-from amaranth.lib import data, wiring
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
+from ..arith import below, bits_for, ceil_div
 from ..noc.packet import Op
-from ..pbit.array import Kind, Op as ArrayOp, PBitArray
+from ..pbit.array import Kind, PBitArray
+from ..pbit.array import Op as ArrayOp
 from ..pbit.lanes import LaneOp, PBitLanes
-from ..tile import (COUNTER_BITS, STATUS_WINDOW, Param, TileSignature, check_params,
-                    field_width, status_base)
+from ..tile import (
+    COUNTER_BITS,
+    STATUS_WINDOW,
+    Param,
+    StatusRegisters,
+    TileOutput,
+    TileSignature,
+    check_params,
+    check_place,
+    field_width,
+    layout_positions,
+    message_layout,
+    reply_to,
+    status_base,
+)
 
 STATUS_REGISTERS = ("dropped", "errors", "flits_in", "flits_out", "runs", "running",
                     "run_cycles", "ctrl_words")
@@ -80,15 +100,6 @@ ARCHS = ("parallel", "lanes")
 PARALLEL_MAX_N = 32        # all-to-all J: n (n - 1) registers and n adder trees of n inputs
 LANES_MAX_N = 4096
 SAMPLE_EVERY_BITS = 16     # the arrays' RUN word: sample_every in data[:16]
-
-
-def _bits(n: int) -> int:
-    """Bits to hold 0..n-1 (at least 1)."""
-    return max(1, (n - 1).bit_length())
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def pbit_seeds(seed: int, n: int) -> list[int]:
@@ -110,20 +121,6 @@ def pbit_seeds(seed: int, n: int) -> list[int]:
             seen.add(s)
             out.append(s)
     return out
-
-
-def layout_fields(layout) -> dict:
-    """``{field: {"lsb": offset, "width": w}}`` of a ``data.StructLayout``."""
-    return {name: {"lsb": f.offset, "width": f.width} for name, f in layout}
-
-
-def _lt(value, bound: int):
-    """``value < bound`` without a comparison that is constant for the value's width."""
-    if bound <= 0:
-        return C(0, 1)
-    if bound >= 1 << len(value):
-        return C(1, 1)
-    return value < bound
 
 
 class PBitTileParams:
@@ -189,13 +186,13 @@ class PBitTileParams:
         self.program_ops = tuple(op for op in self.ops if op not in (self.ops.RUN,
                                                                      self.ops.READ))
 
-        self.ctrl_chunks = K = _ceil_div(self.ctrl_layout.size, D)
-        self.record_chunks = R = _ceil_div(self.out_layout.size, D)
+        self.ctrl_chunks = K = ceil_div(self.ctrl_layout.size, D)
+        self.record_chunks = R = ceil_div(self.out_layout.size, D)
         self.ctrl_chunks_layout = data.ArrayLayout(D, K)
         self.record_chunks_layout = data.ArrayLayout(D, R)
         self.descriptor_layout = data.StructLayout({
             "sample_every": SAMPLE_EVERY_BITS, "colours": self.colour_bits,
-            "last": _bits(self.sched_depth), "read": 1})
+            "last": bits_for(self.sched_depth), "read": 1})
         self.error_layout = data.StructLayout({"op": 8, "reason": 8})
         need = max(self.descriptor_layout.size, self.error_layout.size)
         if D < need:
@@ -210,7 +207,8 @@ class PBitTileParams:
             need = (K + STATUS_WINDOW - 1).bit_length()
             raise ValueError(f"addr_bits: {addr_bits} is not allowed, must be at least {need} "
                              f"to map {K} ctrl chunks and {STATUS_WINDOW} status registers")
-        self.status = {name: self.status_base + k for k, name in enumerate(STATUS_REGISTERS)}
+        self.status_registers = StatusRegisters(STATUS_REGISTERS, self.status_base)
+        self.status = self.status_registers.addresses
 
     @classmethod
     def _check_rules(cls, v: dict):
@@ -234,7 +232,7 @@ class PBitTileParams:
         if v["arch"] == "lanes":
             if v["max_degree"] > v["n"]:
                 refuse("max_degree", f"1..{v['n']} (at most n)")
-            slots = _ceil_div(v["n"], v["lanes"])
+            slots = ceil_div(v["n"], v["lanes"])
             if v["edge_depth"] < slots:
                 refuse("edge_depth", f"at least {slots} (every p-bit of a lane needs an "
                                      f"edge entry: ceil(n / lanes))")
@@ -280,23 +278,91 @@ class PBitTileParams:
                           "chunk_bits": self.data_bits},
             "record": {"width": self.out_layout.size, "chunks": R,
                        "chunk_bits": self.data_bits},
-            "exec": {"addr": "tag", "descriptor": layout_fields(self.descriptor_layout)},
+            "exec": {"addr": "tag", "descriptor": layout_positions(self.descriptor_layout)},
             "replies": {"record": "REPLY x record chunks, addr = tag",
                         "done": "DONE addr = tag, data = records of the job"},
-            "errors": {"layout": layout_fields(self.error_layout),
+            "errors": {"layout": layout_positions(self.error_layout),
                        "reasons": {"other": 0, "bad_descriptor": ERROR_BAD_DESCRIPTOR,
                                    "bad_op": ERROR_BAD_OP, "bad_index": ERROR_BAD_INDEX}},
             "ctrl_ops": {op.name: int(op) for op in self.ops},
             "program_ops": [op.name for op in self.program_ops],
             "record_kinds": {k.name: int(k) for k in Kind},
             "layouts": {
-                "ctrl": layout_fields(self.ctrl_layout),
-                "out": layout_fields(self.out_layout),
-                "descriptor": layout_fields(self.descriptor_layout),
-                **{f"data.{name}": layout_fields(lay)
+                "ctrl": layout_positions(self.ctrl_layout),
+                "out": layout_positions(self.out_layout),
+                "descriptor": layout_positions(self.descriptor_layout),
+                **{f"data.{name}": layout_positions(lay)
                    for name, lay in self.data_layouts.items()},
             },
         }
+
+
+class RecordSender(wiring.Component):
+    """A job's records as flits: every ``records`` record as ``R`` REPLY chunks, chunk 0
+    first, then after the final record (COUNT index 1) one DONE with the record count,
+    all to the job's owner with ``addr`` = its tag.
+
+    ``start`` (with ``dst_x``, ``dst_y``, ``tag``) begins a job; ``running`` is high from
+    then until the DONE leaves on ``flits``, and ``done`` is high in that cycle.
+    ``run_cycles`` holds the COUNT index 0 record of the last job. A record is taken
+    while the previous one's last chunk leaves, so records stream back to back.
+    """
+
+    def __init__(self, *, params, layout, counter_bits: int):
+        self._params, self._counter_bits = params, counter_bits
+        super().__init__({
+            "records": In(stream.Signature(params.out_layout)),
+            "flits": Out(stream.Signature(message_layout(layout))),
+            "start": In(1), "dst_x": In(layout["dst_x"].shape),
+            "dst_y": In(layout["dst_y"].shape), "tag": In(layout["addr"].shape),
+            "running": Out(1), "done": Out(1), "run_cycles": Out(counter_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, R = self._params, self._params.record_chunks
+        job = Signal(data.StructLayout({"dst_x": len(self.dst_x), "dst_y": len(self.dst_y),
+                                        "tag": len(self.tag)}))
+        job_records = Signal(self._counter_bits)
+        with m.If(self.start):
+            m.d.sync += [self.running.eq(1), job.dst_x.eq(self.dst_x),
+                         job.dst_y.eq(self.dst_y), job.tag.eq(self.tag), job_records.eq(0)]
+
+        # One record in a register, sent as R chunks; DONE after the final one.
+        rec = Signal(p.record_chunks_layout)
+        rec_valid = Signal()
+        chunk = Signal(range(max(2, R)))
+        rec_view = data.View(p.out_layout, rec.as_value()[:p.out_layout.size])
+        rec_final = (rec_view.kind == int(Kind.COUNT)) & (rec_view.index == 1)
+        done_pending = Signal()
+        rec_sent = Signal()          # the record's last chunk leaves this cycle
+        records = self.records
+        m.d.comb += records.ready.eq(~done_pending & (~rec_valid | (rec_sent & ~rec_final)))
+        with m.If(records.valid & records.ready):
+            m.d.sync += [rec.as_value().eq(records.payload.as_value()), rec_valid.eq(1),
+                         job_records.eq(job_records + 1)]
+            with m.If((records.payload.kind == int(Kind.COUNT)) &
+                      (records.payload.index == 0)):
+                m.d.sync += self.run_cycles.eq(records.payload.data)
+
+        flit = self.flits.payload
+        m.d.comb += [self.flits.valid.eq(rec_valid | done_pending),
+                     flit.dst_x.eq(job.dst_x), flit.dst_y.eq(job.dst_y), flit.addr.eq(job.tag),
+                     flit.op.eq(Mux(done_pending, Op.DONE, Op.REPLY)),
+                     flit.data.eq(Mux(done_pending, job_records, rec[chunk]))]
+        with m.If(self.flits.valid & self.flits.ready):
+            with m.If(done_pending):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += [done_pending.eq(0), self.running.eq(0)]
+            with m.Elif(chunk == R - 1):
+                m.d.comb += rec_sent.eq(1)
+                m.d.sync += [chunk.eq(0), rec_valid.eq(0), done_pending.eq(rec_final)]
+            with m.Else():
+                m.d.sync += chunk.eq(chunk + 1)
+        # A record taken this cycle refills the register the last chunk just left.
+        with m.If(records.valid & records.ready):
+            m.d.sync += rec_valid.eq(1)
+        return m
 
 
 class PBitTile(wiring.Component):
@@ -307,8 +373,7 @@ class PBitTile(wiring.Component):
         self.params = PBitTileParams(data_bits=field_width(layout, "data"),
                                      addr_bits=field_width(layout, "addr"), **params)
         self._layout = layout
-        self._x, self._y = x, y
-        self._counter_bits = counter_bits
+        self._x, self._y, self._counter_bits = check_place(layout, x, y, counter_bits)
         super().__init__(TileSignature(layout, counter_bits))
 
     # -- checks of a completed ctrl word ---------------------------------------------
@@ -319,18 +384,18 @@ class PBitTile(wiring.Component):
         op_ok, index_ok = Signal(), Signal()
         m.d.comb += op_ok.eq(word.op < int(p.ops.RUN))
         if p.arch == "lanes":
-            lane_ok = _lt(word.slot, p.lanes)
-            bounds = {LaneOp.EDGE: lane_ok & _lt(word.index, p.edge_depth),
-                      LaneOp.NODE: lane_ok & _lt(word.index, p.slots),
-                      LaneOp.COUNT: lane_ok & _lt(word.data, p.slots + 1),
-                      LaneOp.STATE: _lt(word.index, p.n),
-                      LaneOp.SCHED: _lt(word.index, p.sched_depth)}
+            lane_ok = below(word.slot, p.lanes)
+            bounds = {LaneOp.EDGE: lane_ok & below(word.index, p.edge_depth),
+                      LaneOp.NODE: lane_ok & below(word.index, p.slots),
+                      LaneOp.COUNT: lane_ok & below(word.data, p.slots + 1),
+                      LaneOp.STATE: below(word.index, p.n),
+                      LaneOp.SCHED: below(word.index, p.sched_depth)}
         else:
-            bounds = {ArrayOp.J: _lt(word.index, p.n) & _lt(word.slot, p.n - 1),
-                      ArrayOp.H: _lt(word.index, p.n),
-                      ArrayOp.COLOUR: _lt(word.index, p.n),
-                      ArrayOp.STATE: _lt(word.index, p.n),
-                      ArrayOp.SCHED: _lt(word.index, p.sched_depth)}
+            bounds = {ArrayOp.J: below(word.index, p.n) & below(word.slot, p.n - 1),
+                      ArrayOp.H: below(word.index, p.n),
+                      ArrayOp.COLOUR: below(word.index, p.n),
+                      ArrayOp.STATE: below(word.index, p.n),
+                      ArrayOp.SCHED: below(word.index, p.sched_depth)}
         with m.Switch(word.op):
             for op, ok in bounds.items():
                 with m.Case(int(op)):
@@ -340,28 +405,24 @@ class PBitTile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, layout = self.params, self._layout
-        D, K, R, cb = p.data_bits, p.ctrl_chunks, p.record_chunks, self._counter_bits
-        base = p.status_base
+        D, K, cb = p.data_bits, p.ctrl_chunks, self._counter_bits
         m.submodules.array = array = p.array()
+        m.submodules.sender = sender = RecordSender(params=p, layout=layout, counter_bits=cb)
+        m.submodules.output = output = TileOutput(layout, x=self._x, y=self._y)
+        wiring.connect(m, array.out, sender.records)
+        wiring.connect(m, sender.flits, output.flits)
+        wiring.connect(m, output.o, wiring.flipped(self.o))
 
-        running = Signal()             # a job is accepted and its DONE not yet queued
+        running = sender.running       # a job is accepted and its DONE not yet queued
         counters = {name: Signal(cb, name=name) for name in STATUS_REGISTERS
-                    if name not in ("dropped", "running")}
+                    if name not in ("dropped", "running", "run_cycles")}
         errors = counters["errors"]
-        status_values = [running if name == "running" else
-                         self.dropped if name == "dropped" else counters[name]
-                         for name in STATUS_REGISTERS]
-
-        # Messages before the output register adds this tile as the source.
-        message = data.StructLayout({name: layout[name].shape
-                                     for name in ("dst_x", "dst_y", "op", "addr", "data")})
         req = self.i.payload
-
-        # ---- The job: who gets its records, under which tag.
-        job = Signal(data.StructLayout({"dst_x": layout["dst_x"].shape,
-                                        "dst_y": layout["dst_y"].shape,
-                                        "tag": layout["addr"].shape}))
-        job_records = Signal(cb)
+        is_status, status_value = p.status_registers.read(
+            m, req.addr, {"dropped": self.dropped, "running": running,
+                          "run_cycles": sender.run_cycles, **counters})
+        m.d.comb += [sender.dst_x.eq(req.src_x), sender.dst_y.eq(req.src_y),
+                     sender.tag.eq(req.addr)]
 
         # ---- Ctrl staging: chunks 0..K-2 in registers, the last one is the request's data.
         word = Signal(p.ctrl_layout)
@@ -381,8 +442,8 @@ class PBitTile(wiring.Component):
 
         # ---- EXEC descriptor and the RUN/READ word it becomes.
         desc = data.View(p.descriptor_layout, req.data[:p.descriptor_layout.size])
-        desc_ok = desc.read | (_lt(desc.colours, p.n_colours) &
-                               _lt(desc.last, p.sched_depth))
+        desc_ok = desc.read | (below(desc.colours, p.n_colours) &
+                               below(desc.last, p.sched_depth))
         exec_word = Signal(p.ctrl_layout)
         run_data = data.View(p.run_layout, exec_word.data[:p.run_layout.size])
         m.d.comb += [exec_word.op.eq(Mux(desc.read, int(p.ops.READ), int(p.ops.RUN))),
@@ -392,10 +453,10 @@ class PBitTile(wiring.Component):
 
         # ---- Front end: one request per cycle unless an answer waits for the output.
         pending = Signal()
-        reply = Signal(message)
-        in_ctrl = _lt(req.addr, K)
+        reply = Signal(message_layout(layout))
+        m.d.comb += [output.answer.valid.eq(pending), output.answer.payload.eq(reply)]
+        in_ctrl = below(req.addr, K)
         is_push = req.addr == p.ctrl_push
-        is_status = (req.addr >= base) & (req.addr < base + len(STATUS_REGISTERS))
         wants_push = (req.op == Op.WRITE) & is_push & op_ok & index_ok
         wants_job = (req.op == Op.EXEC) & desc_ok
         hold = (wants_push & push_valid) | (wants_job & (push_valid | running))
@@ -411,11 +472,10 @@ class PBitTile(wiring.Component):
                 with m.Case(Op.WRITE):
                     with m.If(~in_ctrl):
                         m.d.comb += is_error.eq(1)
-                    with m.Elif(~is_push):
-                        with m.Switch(req.addr):
-                            for k in range(K - 1):
-                                with m.Case(p.ctrl_base + k):
-                                    m.d.sync += stage[k].eq(req.data)
+                    with m.Elif(~is_push), m.Switch(req.addr):
+                        for k in range(K - 1):
+                            with m.Case(p.ctrl_base + k):
+                                m.d.sync += stage[k].eq(req.data)
                     with m.Elif(~op_ok):
                         m.d.comb += [is_error.eq(1), reason.eq(ERROR_BAD_OP)]
                     with m.Elif(~index_ok):
@@ -424,18 +484,13 @@ class PBitTile(wiring.Component):
                         m.d.sync += [push_valid.eq(1), push_word.eq(word)]
                 with m.Case(Op.READ):
                     with m.If(is_status):
-                        m.d.comb += answer.eq(1)
-                        with m.Switch(req.addr - base):
-                            for k, value in enumerate(status_values):
-                                with m.Case(k):
-                                    m.d.comb += answer_data.eq(value)
+                        m.d.comb += [answer.eq(1), answer_data.eq(status_value)]
                     with m.Else():
                         m.d.comb += is_error.eq(1)
                 with m.Case(Op.EXEC):
                     with m.If(desc_ok):
-                        m.d.sync += [push_valid.eq(1), push_word.eq(exec_word), running.eq(1),
-                                     job.dst_x.eq(req.src_x), job.dst_y.eq(req.src_y),
-                                     job.tag.eq(req.addr), job_records.eq(0)]
+                        m.d.comb += sender.start.eq(1)
+                        m.d.sync += [push_valid.eq(1), push_word.eq(exec_word)]
                     with m.Else():
                         m.d.comb += [is_error.eq(1), reason.eq(ERROR_BAD_DESCRIPTOR)]
                 with m.Case(Op.REPLY, Op.DONE, Op.ERROR):
@@ -447,60 +502,13 @@ class PBitTile(wiring.Component):
                 m.d.comb += [answer.eq(1), error.op.eq(req.op), error.reason.eq(reason)]
                 m.d.sync += errors.eq(errors + 1)
             with m.If(answer):
-                m.d.sync += [
-                    pending.eq(1),
-                    reply.dst_x.eq(req.src_x), reply.dst_y.eq(req.src_y),
-                    reply.addr.eq(req.addr),
-                    reply.op.eq(Mux(is_error, Op.ERROR, Op.REPLY)),
-                    reply.data.eq(answer_data),
-                ]
+                m.d.sync += [pending.eq(1),
+                             *reply_to(reply, req, error=is_error, data=answer_data)]
+        with m.If(output.answer.valid & output.answer.ready):
+            m.d.sync += pending.eq(0)
 
-        # ---- Records: one in a register, sent as R chunks; DONE after the final one.
-        rec = Signal(p.record_chunks_layout)
-        rec_valid = Signal()
-        chunk = Signal(range(max(2, R)))
-        rec_view = data.View(p.out_layout, rec.as_value()[:p.out_layout.size])
-        rec_final = (rec_view.kind == int(Kind.COUNT)) & (rec_view.index == 1)
-        done_pending = Signal()
-        rec_sent = Signal()          # the record's last chunk enters the output register
-        m.d.comb += array.out.ready.eq(~done_pending & (~rec_valid | (rec_sent & ~rec_final)))
-        out_rec = array.out.payload
-        with m.If(array.out.valid & array.out.ready):
-            m.d.sync += [rec.as_value().eq(out_rec.as_value()), rec_valid.eq(1),
-                         job_records.eq(job_records + 1)]
-            with m.If((out_rec.kind == int(Kind.COUNT)) & (out_rec.index == 0)):
-                m.d.sync += counters["run_cycles"].eq(out_rec.data)
-
-        # ---- Output register, shared in turn by answers and the job's flits.
-        out_valid = Signal()
-        out = Signal(message)
-        last_answer = Signal()
-        m.d.comb += self.o.valid.eq(out_valid)
-        m.d.comb += [getattr(self.o.payload, name).eq(getattr(out, name))
-                     for name in ("dst_x", "dst_y", "op", "addr", "data")]
-        m.d.comb += [self.o.payload.src_x.eq(self._x), self.o.payload.src_y.eq(self._y)]
+        with m.If(sender.done):
+            m.d.sync += counters["runs"].eq(counters["runs"] + 1)
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [out_valid.eq(0), counters["flits_out"].eq(counters["flits_out"] + 1)]
-        flits = rec_valid | done_pending
-        with m.If(~out_valid | self.o.ready):
-            with m.If(pending & (~flits | ~last_answer)):
-                m.d.sync += [out.eq(reply), out_valid.eq(1), pending.eq(0), last_answer.eq(1)]
-            with m.Elif(done_pending):
-                m.d.sync += [out.dst_x.eq(job.dst_x), out.dst_y.eq(job.dst_y),
-                             out.op.eq(Op.DONE), out.addr.eq(job.tag),
-                             out.data.eq(job_records), out_valid.eq(1), last_answer.eq(0),
-                             done_pending.eq(0), running.eq(0),
-                             counters["runs"].eq(counters["runs"] + 1)]
-            with m.Elif(rec_valid):
-                m.d.sync += [out.dst_x.eq(job.dst_x), out.dst_y.eq(job.dst_y),
-                             out.op.eq(Op.REPLY), out.addr.eq(job.tag),
-                             out.data.eq(rec[chunk]), out_valid.eq(1), last_answer.eq(0)]
-                with m.If(chunk == R - 1):
-                    m.d.comb += rec_sent.eq(1)
-                    m.d.sync += [chunk.eq(0), rec_valid.eq(0), done_pending.eq(rec_final)]
-                with m.Else():
-                    m.d.sync += chunk.eq(chunk + 1)
-        # A record taken this cycle refills the register the last chunk just left.
-        with m.If(array.out.valid & array.out.ready):
-            m.d.sync += rec_valid.eq(1)
+            m.d.sync += counters["flits_out"].eq(counters["flits_out"] + 1)
         return m

@@ -1,0 +1,56 @@
+"""Arithmetic helpers every hardware block shares: adder trees and sizes.
+
+``tree_sum(terms, m=None)`` is the exact sum of Amaranth values as a balanced adder
+tree (depth log2 of the fan-in); with ``m`` every partial sum is a kept wire.
+``below(value, bound)`` is ``value < bound`` for a constant bound, folded where the
+value's width decides it. ``bits_for(n)`` and ``ceil_div(a, b)`` are generation-time sizes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import C, Const, Signal
+
+
+def bits_for(n: int) -> int:
+    """Bits to hold 0..n-1 (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def below(value, bound: int):
+    """``value < bound`` without a comparison that is constant for the value's width."""
+    if bound <= 0:
+        return C(0, 1)
+    if bound >= 1 << len(value):
+        return C(1, 1)
+    return value < bound
+
+
+def tree_sum(terms, m=None):
+    """The sum of ``terms`` (0 if none) as a balanced adder tree, so the critical path
+    grows with log2 of the fan-in; every partial sum is wide enough to be exact.
+
+    With the module ``m``, every partial sum is a kept wire: yosys then maps each add
+    to a carry chain instead of merging the whole tree into one multi-operand adder of
+    LUT full adders.
+    """
+    terms = list(terms)
+    if not terms:
+        return Const(0, 1)
+
+    def add(a, b):
+        if m is None:
+            return a + b
+        total = Signal((a + b).shape(), attrs={"keep": 1})
+        m.d.comb += total.eq(a + b)
+        return total
+
+    while len(terms) > 1:
+        nxt = [add(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
