@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from tilefab.gen.imc.tile import golden_params
 from tilefab.gen.errors import ConfigError
 from tilefab.gen.imc import tile as host
 from tilefab.gen.imc.energy import energy_per_mvm
@@ -180,7 +181,7 @@ def check_results(run_, params, jobs_packets, want_words):
 
 
 def random_problem(params, rng, m, k, batch):
-    cb = params.crossbar
+    cb = golden_params(params)
     w = rng.integers(-cb.w_max, cb.w_max + 1, (m, k))
     lo, hi = cb.x_range
     x = rng.integers(lo, hi + 1, (batch, k))
@@ -222,7 +223,7 @@ def test_mvm_bit_exact_with_backpressure(cfg):
         np.testing.assert_array_equal(res.y, host.golden_outputs(plan))
     if cfg.name == "noisy":
         # Noise really changed the results (otherwise "noise on" is vacuous).
-        quiet = g.CrossbarModel(params.crossbar.with_(prog_gain=0, read_gain=0))
+        quiet = g.CrossbarModel(golden_params(params).with_(prog_gain=0, read_gain=0))
         job = plans[0].jobs[0]
         quiet.program(job.weights)
         clean = host.encode_results(params, np.stack([quiet.mvm(v) for v in job.inputs]))
@@ -389,7 +390,7 @@ def test_params_packet_width_rules():
 def test_params_derive_the_golden_params_and_manifest():
     p = CrossbarTileParams(data_bits=64, addr_bits=12, adc_min=-8.25, adc_max=12,
                            prog_sigma=0.2, read_sigma=0.1)
-    cb = p.crossbar
+    cb = golden_params(p)
     assert (cb.adc_lo, cb.adc_hi) == (-132, 192)
     assert cb.prog_gain == g.noise_gain(0.2, 4) and cb.read_gain == g.noise_gain(0.1, 4)
     assert p.result_bits == g.output_bound(cb).bit_length() + 1
@@ -462,7 +463,7 @@ def test_plan_energy_is_per_block_per_vector():
     rng = np.random.default_rng(41)
     w, x = random_problem(params, rng, 7, 10, 4)
     plan = host.plan_mvm([((0, 0), params)], w, x)
-    want = sum(4 * energy_per_mvm(params.crossbar, None, j.weights).total_pj
+    want = sum(4 * energy_per_mvm(golden_params(params), None, j.weights).total_pj
                for j in plan.jobs)
     assert len(plan.jobs) == 4 and host.energy_pj(plan) == pytest.approx(want) and want > 0
 
@@ -518,5 +519,5 @@ def test_small_tile_synthesizes_on_ecp5():
                                read_sigma=0.5))
     tile = CrossbarTile(layout=layout_of(cfg), x=X, y=Y, **cfg.params)
     res = synthesize(to_verilog(tile, "xbar_tile"), "xbar_tile", "ecp5")
-    cb = tile.params.crossbar
+    cb = golden_params(tile.params)
     assert res.lut > 100 and res.ff > cb.rows * cb.cols * (cb.gbits + 1) + 32

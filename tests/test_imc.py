@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from tilefab.gen.imc.tile import golden_params
 from tilefab.gen.errors import ConfigError
 from tilefab.gen.imc.energy import adc_energy_pj, energy_per_mvm
 from tilefab.golden import imc as g
@@ -288,7 +289,7 @@ def _with(field, value, doc=GOOD):
 
 
 def test_config_parses_to_params():
-    p = _crossbar().crossbar
+    p = golden_params(_crossbar())
     assert p.adc_lo == -128 and p.adc_hi == 192
     assert p.prog_gain == g.noise_gain(0.3, 4) and p.w_max == 15
 
@@ -311,7 +312,7 @@ def test_config_errors_name_field_and_allowed_values(field, value, allowed):
 
 
 def test_energy_model_breakdown():
-    p = _crossbar().crossbar
+    p = golden_params(_crossbar())
     rep = energy_per_mvm(p)
     assert set(rep.per_mvm_pj) == {"adc", "dac", "cell_read", "shift_add"}
     assert math.isclose(sum(rep.shares().values()), 1.0)
@@ -374,7 +375,7 @@ def test_exact_example_is_exact_on_the_golden_model():
     from tilefab.gen.config import load, tile_params
 
     cfg = load(EXAMPLES / "crossbar_exact.yaml")
-    p = tile_params(cfg["tile_map"][0], cfg["packet"]).crossbar
+    p = golden_params(tile_params(cfg["tile_map"][0], cfg["packet"]))
     rng = np.random.default_rng(0)
     w, xs = random_problem(p, rng, 10)
     model = g.CrossbarModel(p, 1)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tilefab.gen.imc.tile import golden_params
 from tilefab.golden import imc as g
 from tilefab.verif.tb_crossbar import run_on_verilator
 
@@ -58,7 +59,7 @@ def test_noise_off_enough_adc_bits_gives_exact_integer_mvm():
 
     # No noise, one ADC step per level over a column's whole range [-18, 18].
     cfg = load(Path(__file__).parent.parent / "examples" / "imc" / "crossbar_exact.yaml")
-    p = tile_params(cfg["tile_map"][0], cfg["packet"]).crossbar
+    p = golden_params(tile_params(cfg["tile_map"][0], cfg["packet"]))
     assert p.prog_gain == p.read_gain == 0 and p.adc_hi - p.adc_lo == 63 << p.frac_bits
     rng = np.random.default_rng(3)
     sessions = random_sessions(p, rng, 1, 30)
@@ -151,7 +152,7 @@ def test_cli_mvm_runs_rtl_and_agrees_with_golden(capsys):
     from tilefab.cli import main
 
     cfg = load(EXAMPLES / "crossbar_8x6.yaml")
-    assert tile_params(cfg["tile_map"][0], cfg["packet"]).crossbar == CONFIGS["sliced"]
+    assert golden_params(tile_params(cfg["tile_map"][0], cfg["packet"])) == CONFIGS["sliced"]
     assert main(["imc", "mvm", str(EXAMPLES / "crossbar_8x6.yaml"), "--seed", "4",
                  "--vectors", "6", "--stall-in", "0.2", "--stall-out", "0.3"]) == 0
     out = capsys.readouterr().out

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...golden.imc import CrossbarModel, estimate, map_inputs, map_weights
+from ...golden.imc import CrossbarModel, CrossbarParams, estimate, map_inputs, map_weights
 from ...golden.packet import Op
 from ...hw.tiles.crossbar import PROG_ADDR, SEED_ADDR, X_BASE, CrossbarTileParams
 from ..errors import ConfigError, TilefabError
@@ -98,11 +98,16 @@ class MvmPlan:
             part = self.decode(job, words)
             cols = slice(job.block[0] * p.cols, (job.block[0] + 1) * p.cols)
             y[:, cols] += part
-            est[:, cols] += estimate(p.crossbar, part) * scale
+            est[:, cols] += estimate(golden_params(p), part) * scale
         y, est = y[:, :m], est[:, :m]
         if self.vector:
             y, est = y[0], est[0]
         return MvmResult(y=y, estimate=est)
+
+
+def golden_params(p: CrossbarTileParams) -> CrossbarParams:
+    """The golden model's parameters of a crossbar tile's array (the block's integers)."""
+    return CrossbarParams(**p.block)
 
 
 def _operand(name: str, a, ndims: tuple, what: str) -> np.ndarray:
@@ -152,7 +157,7 @@ def _check_tiles(tiles) -> CrossbarTileParams:
 def plan_mvm(tiles, w, x, *, seed: int = 0) -> MvmPlan:
     """The jobs that compute ``y = w @ x`` on ``tiles``; see the module docstring."""
     p = _check_tiles(tiles)
-    cb = p.crossbar
+    cb = golden_params(p)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
             0 <= seed < 1 << 32):
         raise ConfigError("seed", f"must be an integer in [0, 2**32), not {seed!r}")
@@ -236,7 +241,7 @@ def encode_results(p: CrossbarTileParams, outputs) -> list:
 
 def golden_job_outputs(plan: MvmPlan, job: Job) -> np.ndarray:
     """The job's integer outputs (vectors, cols) by the bit-exact ``CrossbarModel``."""
-    model = CrossbarModel(plan.params.crossbar, seed=job.seed)
+    model = CrossbarModel(golden_params(plan.params), seed=job.seed)
     model.program(job.weights)
     return np.stack([model.mvm(x) for x in job.inputs])
 
@@ -253,9 +258,9 @@ def golden_outputs(plan: MvmPlan) -> np.ndarray:
 
 def energy_pj(plan: MvmPlan, overrides: dict | None = None) -> float:
     """Total energy of the plan: ``energy_per_mvm`` of each block, per vector."""
-    return float(sum(energy_per_mvm(plan.params.crossbar, overrides, job.weights).total_pj
+    return float(sum(energy_per_mvm(golden_params(plan.params), overrides, job.weights).total_pj
                      * len(job.inputs) for job in plan.jobs))
 
 
-__all__ = ["Job", "MvmPlan", "MvmResult", "plan_mvm", "golden_outputs", "golden_replies",
+__all__ = ["golden_params", "Job", "MvmPlan", "MvmResult", "plan_mvm", "golden_outputs", "golden_replies",
            "golden_job_outputs", "encode_results", "energy_pj"]

@@ -114,6 +114,8 @@ class Crossbar(wiring.Component):
         slice_sum = sum(levels ** s for s in range(slices))
         bound = max(abs(self._code_min), self._code_max) * slice_sum * ((1 << in_bits) - 1)
         self._out_shape = signed(bound.bit_length() + 1)
+        self.w_max = self._w_max                  # the largest weight magnitude
+        self.out_bits = self._out_shape.width     # every result fits, sign included
         super().__init__({
             "seed": In(stream.Signature(32)),
             "prog": In(stream.Signature(signed(self._w_max.bit_length() + 1))),

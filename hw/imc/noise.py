@@ -18,6 +18,8 @@ Ports:
 
 from __future__ import annotations
 
+import math
+
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -27,6 +29,14 @@ from ..prng import MASK32, xorshift32, xorshift32_int
 
 NOISE_SHIFT = 16
 IRWIN_HALL_OFFSET = 510
+IRWIN_HALL_VAR = 4 * (256 ** 2 - 1) / 12      # variance of a sum of four uniform bytes
+
+
+def noise_gain(sigma: float, frac_bits: int) -> int:
+    """The integer gain whose samples have standard deviation ``sigma`` levels, in units
+    of ``2**-frac_bits`` level: a sample is ``(z * gain) >> NOISE_SHIFT`` for the
+    centred sum ``z`` of four uniform bytes."""
+    return int(round(sigma * 2 ** (frac_bits + NOISE_SHIFT) / math.sqrt(IRWIN_HALL_VAR)))
 
 
 def salt(index: int) -> int:

@@ -62,9 +62,9 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...golden.imc import NOISE_MODES, CrossbarParams, noise_gain, output_bound
 from ..arith import ceil_div
-from ..imc.crossbar import Crossbar
+from ..imc.crossbar import NOISE_MODES, Crossbar
+from ..imc.noise import noise_gain
 from ..noc.packet import OP_BITS, Op
 from ..tile import (
     COUNTER_BITS,
@@ -103,8 +103,9 @@ SEED_BITS = 32
 class CrossbarTileParams:
     """A crossbar tile's parameters, checked, with the widths and address map derived.
 
-    YAML values are in level units (``adc_min``/``adc_max``, sigmas); ``crossbar``
-    is the same array in the fixed-point units of the golden model and the block.
+    YAML values are in level units (``adc_min``/``adc_max``, sigmas); ``block`` holds
+    the same array in the fixed-point units of the ``Crossbar`` block (and of the golden
+    model's ``CrossbarParams``: the same fields).
 
     Ranges, sized so that the largest tile still fits an ECP5-85F: ``rows`` and
     ``cols`` 1..64 with at most 2048 cells (``rows * cols * slices``; every cell is
@@ -152,14 +153,17 @@ class CrossbarTileParams:
         self.data_bits, self.addr_bits = data_bits, addr_bits
         D, F = data_bits, v["frac_bits"]
 
-        self.crossbar = CrossbarParams(
-            rows=v["rows"], cols=v["cols"], levels=v["levels"], slices=v["slices"],
-            in_bits=v["input_bits"], adc_bits=v["adc_bits"], adc_lo=adc_lo, adc_hi=adc_hi,
-            frac_bits=F, prog_gain=noise_gain(v["prog_sigma"], F),
-            prog_noise=v["prog_noise"], read_gain=noise_gain(v["read_sigma"], F))
-        self.w_max = self.crossbar.w_max
+        self.block = {
+            "rows": v["rows"], "cols": v["cols"], "levels": v["levels"],
+            "slices": v["slices"], "in_bits": v["input_bits"], "adc_bits": v["adc_bits"],
+            "adc_lo": adc_lo, "adc_hi": adc_hi, "frac_bits": F,
+            "prog_gain": noise_gain(v["prog_sigma"], F), "prog_noise": v["prog_noise"],
+            "read_gain": noise_gain(v["read_sigma"], F)}
+        probe = Crossbar(**self.block)
+        probe._MustUse__silence = True     # built for its widths only, never elaborated
+        self.w_max = probe.w_max
         self.w_bits = self.w_max.bit_length() + 1
-        self.result_bits = output_bound(self.crossbar).bit_length() + 1
+        self.result_bits = probe.out_bits
 
         def refuse(name, value, allowed):
             raise ValueError(f"{name}: {value!r} is not allowed, must be {allowed}")
@@ -245,13 +249,13 @@ class CrossbarTileParams:
 
     def manifest(self) -> dict:
         """Everything a host needs to drive this tile, read from the layouts (JSON-able)."""
-        cb = self.crossbar
+        half = 1 << (self.input_bits - 1)
         return {
             "kind": "crossbar",
             "params": dict(self.values),
-            "crossbar": {k: getattr(cb, k) for k in cb.hw_kwargs()},
+            "crossbar": dict(self.block),
             "w_max": self.w_max,
-            "x_range": list(cb.x_range),
+            "x_range": [-half, half - 1],
             "address_map": dict(self.address_map),
             "status_registers": dict(self.status),
             "inputs_per_word": self.inputs_per_word,
@@ -349,7 +353,7 @@ class CrossbarTile(wiring.Component):
         p, layout = self.params, self._layout
         P, B, A = p.inputs_per_word, p.input_bits, p.addr_bits
         coord = field_width(layout, "dst_x")
-        m.submodules.crossbar = xb = Crossbar(**p.crossbar.hw_kwargs())
+        m.submodules.crossbar = xb = Crossbar(**p.block)
         m.submodules.output = output = TileOutput(layout, x=self._x, y=self._y)
         wiring.connect(m, output.o, wiring.flipped(self.o))
 

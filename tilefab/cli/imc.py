@@ -17,6 +17,7 @@ from ..bench.imc import run_bench
 from ..gen.config import load, tile_params
 from ..gen.errors import TilefabError
 from ..gen.imc.energy import FIGURES, energy_per_mvm
+from ..gen.imc.tile import golden_params
 from ..verif.runtime import Fabric
 from .core import _seed_arg
 
@@ -85,7 +86,7 @@ def _mvm(args) -> int:
     else:
         wt = rng.integers(-p.w_max, p.w_max + 1, (k, m))
         source = "random weights"
-    lo, hi = p.crossbar.x_range
+    lo, hi = golden_params(p).x_range
     xs = rng.integers(lo, hi + 1, (args.vectors, k))
     print(f"{fab.config['name']}: {len(tiles)} crossbar tile(s), {_describe(p)}")
     print(f"seed {args.seed}: W {k} inputs x {m} outputs ({source}), {args.vectors} random "
@@ -125,7 +126,7 @@ def _report(args) -> int:
     p = tile_params(t, config["packet"])
     w = _weights(args.weights, p) if args.weights else None
     overrides = dict(args.figure)
-    cb = p.crossbar
+    cb = golden_params(p)
     rep = energy_per_mvm(cb, overrides, w)
     print(f"{config['name']}: crossbar tile ({t['x']}, {t['y']}), {_describe(p)}")
     print(f"per MVM: {cb.rows * cb.cols} MACs, {cb.in_bits} input planes, "
