@@ -10,7 +10,7 @@ from tilefab.configs import pbit_format
 
 @pytest.mark.sim
 def test_factor_143_on_rtl(capsys):
-    assert main(["pbit", "factor", "143", "--runs", "2"]) == 0
+    assert main(["pbit", "factor", "143", "--runs", "4", "--sweeps", "600"]) == 0
     out = capsys.readouterr().out
     assert "143 = 11 x 13  on the lanes p-bit tile (0, 0) of pbit_lanes48  [Verilator RTL]" in out
     assert "runs" in out and "cycles" in out and "RTL = golden: yes" in out

@@ -432,8 +432,13 @@ class Fabric:
         prog, mult = factor.factor_program(N, na, nb, n_colours=t.values["n_colours"])
         J, h, _ = self._quantize(t, prog.J, prog.h, integers=True)
         n = len(h)
+        # The free p-bits start from a random state drawn from ``seed``; the clamped
+        # ones hold N's bits.
+        state = np.asarray(prog.state).copy()
+        free = ~np.asarray(prog.clamp, bool)
+        state[free] = np.random.default_rng(_seed(seed or 1)).choice([-1, 1], int(free.sum()))
         prog, order = _fit(t, driver.Program(J, h, prog.colours, clamp=prog.clamp,
-                                             state=prog.state))
+                                             state=state))
         schedule = self._schedule(t, beta, sweeps, 1.0)
         k = int(prog.colours.max()) + 1
         cycles = 0

@@ -15,6 +15,7 @@ import numpy as np
 
 from ...golden.pbit import PBitFormat, PBitMachine
 from ...hw.pbit.array import Kind, Op
+from ...hw.pbit.control import word_layouts
 from ...hw.pbit.lanes import LaneOp
 from ..errors import ConfigError
 
@@ -61,10 +62,14 @@ def fmt_of(cfg: dict) -> PBitFormat:
 
 # -- encoding ---------------------------------------------------------------------------
 
-def _word(cfg, op, index=0, slot=0, data=0) -> int:
-    ib, sb, db = cfg["index_bits"], cfg["slot_bits"], cfg["data_bits"]
-    return (int(op) | (index << 3) | (slot << (3 + ib))
-            | ((data & ((1 << db) - 1)) << (3 + ib + sb)))
+def _pack(layout, **fields) -> int:
+    """The bits of ``fields`` in the hardware's ``layout`` (fields truncated to width)."""
+    return layout.const(fields).as_value().value
+
+
+def _word(lay: dict, op, index=0, slot=0, data=0) -> int:
+    """A ctrl word; ``data`` is the op's data, already packed in its layout."""
+    return _pack(lay["ctrl"], op=int(op), index=index, slot=slot, data=data)
 
 
 def check_program(cfg: dict, neighbours, prog: Program):
@@ -132,13 +137,11 @@ def _check_lane_capacity(cfg: dict, J):
                                f"edge memory")
 
 
-def _lane_program_words(cfg: dict, op: Program) -> list[int]:
+def _lane_program_words(cfg: dict, lay: dict, op: Program) -> list[int]:
     """Edge memories, node tables and counts of every lane (see ``PBitLanes``)."""
     n, P = cfg["n"], cfg["lanes"]
     J, h = np.asarray(op.J), np.asarray(op.h)
     clamp = np.zeros(n, bool) if op.clamp is None else np.asarray(op.clamp, bool)
-    nb, wb, hb = cfg["nbr_bits"], cfg["w_bits"], cfg["h_bits"]
-    sb, cb = cfg["node_slot_bits"], cfg["colour_bits"]
     words = []
     for lane in range(P):
         mine = [i for i in range(lane, n, P)]
@@ -147,47 +150,52 @@ def _lane_program_words(cfg: dict, op: Program) -> list[int]:
         for k, i in enumerate(mine):
             nz = [int(j) for j in np.flatnonzero(J[i])] or [i]
             for t, j in enumerate(nz):
-                data = (j | ((int(J[i, j]) & ((1 << wb) - 1)) << nb)
-                        | (int(t == len(nz) - 1) << (nb + wb)))
-                words.append(_word(cfg, LaneOp.EDGE, addr, lane, data))
+                data = _pack(lay["EDGE"], nbr=j, j=int(J[i, j]), last=int(t == len(nz) - 1))
+                words.append(_word(lay, LaneOp.EDGE, addr, lane, data))
                 addr += 1
-            data = (i // P | ((int(h[i]) & ((1 << hb) - 1)) << sb)
-                    | (int(op.colours[i]) << (sb + hb)) | (int(clamp[i]) << (sb + hb + cb)))
-            words.append(_word(cfg, LaneOp.NODE, k, lane, data))
-        words.append(_word(cfg, LaneOp.COUNT, 0, lane, len(mine)))
+            data = _pack(lay["NODE"], slot=i // P, h=int(h[i]), colour=int(op.colours[i]),
+                         clamp=int(clamp[i]))
+            words.append(_word(lay, LaneOp.NODE, k, lane, data))
+        words.append(_word(lay, LaneOp.COUNT, 0, lane, _pack(lay["COUNT"], count=len(mine))))
     return words
 
 
 def encode(cfg: dict, neighbours, ops) -> list[int]:
+    lay = word_layouts(cfg)
     words = []
+
+    def state_words(op):
+        return [_word(lay, Op.STATE, i, 0, _pack(lay["STATE"], spin=int(op.state[i] > 0)))
+                for i in range(cfg["n"])]
+
     for op in ops:
         if isinstance(op, Program) and cfg.get("arch") == "lanes":
             check_program(cfg, neighbours, op)
-            words += _lane_program_words(cfg, op)
+            words += _lane_program_words(cfg, lay, op)
             if op.state is not None:
-                words += [_word(cfg, Op.STATE, i, 0, int(op.state[i] > 0))
-                          for i in range(cfg["n"])]
+                words += state_words(op)
         elif isinstance(op, Program):
             check_program(cfg, neighbours, op)
             J, h = np.asarray(op.J), np.asarray(op.h)
             clamp = np.zeros(cfg["n"], bool) if op.clamp is None else np.asarray(op.clamp, bool)
             for i, row in enumerate(neighbours):
                 for k, j in enumerate(row):
-                    words.append(_word(cfg, Op.J, i, k, int(J[i, j])))
-                words.append(_word(cfg, Op.H, i, 0, int(h[i])))
-                words.append(_word(cfg, Op.COLOUR, i, 0, int(op.colours[i])
-                                   | (int(clamp[i]) << cfg["colour_bits"])))
+                    words.append(_word(lay, Op.J, i, k, _pack(lay["J"], j=int(J[i, j]))))
+                words.append(_word(lay, Op.H, i, 0, _pack(lay["H"], h=int(h[i]))))
+                words.append(_word(lay, Op.COLOUR, i, 0, _pack(
+                    lay["COLOUR"], colour=int(op.colours[i]), clamp=int(clamp[i]))))
                 if op.state is not None:
-                    words.append(_word(cfg, Op.STATE, i, 0, int(op.state[i] > 0)))
+                    words.append(_word(lay, Op.STATE, i, 0,
+                                       _pack(lay["STATE"], spin=int(op.state[i] > 0))))
         elif isinstance(op, Run):
             check_run(cfg, op)
             for e, (beta_q, sweeps) in enumerate(op.schedule):
-                words.append(_word(cfg, Op.SCHED, e, 0,
-                                   beta_q | (sweeps << cfg["beta_bits"])))
-            words.append(_word(cfg, Op.RUN, len(op.schedule) - 1, 0,
-                               op.sample_every | ((op.n_colours - 1) << 16)))
+                words.append(_word(lay, Op.SCHED, e, 0,
+                                   _pack(lay["SCHED"], beta=beta_q, sweeps=sweeps)))
+            words.append(_word(lay, Op.RUN, len(op.schedule) - 1, 0, _pack(
+                lay["RUN"], sample_every=op.sample_every, colours=op.n_colours - 1)))
         elif isinstance(op, Read):
-            words.append(_word(cfg, Op.READ))
+            words.append(_word(lay, Op.READ))
         else:
             raise TypeError(f"unknown operation {op!r}")
     return words
@@ -213,9 +221,10 @@ def check_run(cfg: dict, run: Run):
 
 # -- decoding ---------------------------------------------------------------------------
 
-def split_record(cfg: dict, word: int) -> tuple[int, int, int]:
-    ib = cfg["index_bits"]
-    return word & 3, (word >> 2) & ((1 << ib) - 1), word >> (2 + ib)
+def split_record(cfg: dict, word: int, lay: dict | None = None) -> tuple[int, int, int]:
+    """An ``out`` record's kind, index and data (``out_layout``)."""
+    rec = (lay or word_layouts(cfg))["out"].from_bits(word)
+    return rec["kind"], rec["index"], rec["data"]
 
 
 def _signed(v: int, bits: int) -> int:
@@ -234,9 +243,10 @@ def _spins(chunks: list[int], cfg: dict) -> np.ndarray:
 def decode(cfg: dict, words) -> list[Result]:
     """Group ``out`` words into one ``Result`` per Run/Read."""
     eb = cfg["energy_bits"]
+    lay = word_layouts(cfg)
     results, cur, chunks = [], Result(), []
     for w in words:
-        kind, index, data = split_record(cfg, w)
+        kind, index, data = split_record(cfg, w, lay)
         if kind in (Kind.SAMPLE, Kind.BEST):
             if index != len(chunks):
                 raise ValueError(f"record chunk {index} out of order")
@@ -266,19 +276,20 @@ def _chunks(spins, cfg) -> list[int]:
     return [(v >> (k * W)) & ((1 << W) - 1) for k in range(cfg["n_chunks"])]
 
 
-def _rec(cfg, kind, index, data) -> int:
-    return int(kind) | (index << 2) | ((data & ((1 << cfg["out_bits"]) - 1))
-                                       << (2 + cfg["index_bits"]))
+def _rec(lay, kind, index, data) -> int:
+    """An ``out`` record (``out_layout``); a negative energy in two's complement."""
+    return _pack(lay["out"], kind=int(kind), index=index, data=data)
 
 
-def _sample_records(cfg, spins, e) -> list[int]:
-    out = [_rec(cfg, Kind.SAMPLE, k, c) for k, c in enumerate(_chunks(spins, cfg))]
-    return out + [_rec(cfg, Kind.ENERGY, 0, e)]
+def _sample_records(cfg, lay, spins, e) -> list[int]:
+    out = [_rec(lay, Kind.SAMPLE, k, c) for k, c in enumerate(_chunks(spins, cfg))]
+    return out + [_rec(lay, Kind.ENERGY, 0, e)]
 
 
 def golden_records(cfg: dict, seeds, ops) -> list[int]:
     """Every ``out`` word the array emits for ``ops``, from the bit-exact model."""
     fmt = fmt_of(cfg)
+    lay = word_layouts(cfg)
     n = cfg["n"]
     machine = None
     state = np.ones(n, dtype=np.int64)
@@ -295,21 +306,21 @@ def golden_records(cfg: dict, seeds, ops) -> list[int]:
             res = machine.run(op.schedule, op.n_colours, op.sample_every)
             state = machine.m
             for s, e in res.samples:
-                out += _sample_records(cfg, s, e)
+                out += _sample_records(cfg, lay, s, e)
             best_state, best_e = res.best_state, res.best_energy
             cycles, upd = res.cycles, res.update_cycles
-            out += _final_records(cfg, machine.m, res.energy, best_state, best_e, cycles, upd)
+            out += _final_records(cfg, lay, machine.m, res.energy, best_state, best_e, cycles, upd)
         elif isinstance(op, Read):
-            out += _final_records(cfg, machine.m, machine.energy(), best_state, best_e,
+            out += _final_records(cfg, lay, machine.m, machine.energy(), best_state, best_e,
                                   cycles, upd)
     return out
 
 
-def _final_records(cfg, spins, e, best_state, best_e, cycles, upd) -> list[int]:
-    out = _sample_records(cfg, spins, e)
-    out += [_rec(cfg, Kind.BEST, k, c) for k, c in enumerate(_chunks(best_state, cfg))]
-    return out + [_rec(cfg, Kind.ENERGY, 1, best_e), _rec(cfg, Kind.COUNT, 0, cycles),
-                  _rec(cfg, Kind.COUNT, 1, upd)]
+def _final_records(cfg, lay, spins, e, best_state, best_e, cycles, upd) -> list[int]:
+    out = _sample_records(cfg, lay, spins, e)
+    out += [_rec(lay, Kind.BEST, k, c) for k, c in enumerate(_chunks(best_state, cfg))]
+    return out + [_rec(lay, Kind.ENERGY, 1, best_e), _rec(lay, Kind.COUNT, 0, cycles),
+                  _rec(lay, Kind.COUNT, 1, upd)]
 
 
 def n_results(ops) -> int:

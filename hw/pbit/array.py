@@ -71,7 +71,8 @@ from amaranth.lib.wiring import In, Out
 from ..arith import bits_for, ceil_div, tree_sum
 from ..params import check_int
 from ..prng import xorshift32
-from .control import Kind, Recorder, Schedule  # noqa: F401  (Kind: the records' kinds)
+from .control import (Kind, Recorder, Schedule, colour_layout, ctrl_layout,  # noqa: F401
+                      out_layout, sched_layout, value_layout)  # (Kind: the records' kinds)
 
 # A run's cycles beyond one per colour class: the energy terms and their sum at the
 # start, and the two cycles in which the last update's energy and best state settle.
@@ -181,15 +182,19 @@ class UpdateEngine(wiring.Component):
         J = [[Signal(signed(self._w_bits), name=f"j{i}_{k}") for k in range(len(nbrs[i]))]
              for i in range(n)]
         rng = [Signal(32, init=self._seeds[i], name=f"rng{i}") for i in range(n)]
+        def view(layout):
+            return data.View(layout, ctrl.data[:layout.size])
+        h_data = view(value_layout("h", signed(self._h_bits)))
+        j_data = view(value_layout("j", signed(self._w_bits)))
+        c_data = view(colour_layout(self._colour_bits))
         for i in range(n):
             with m.If(wr(Op.H, i)):
-                m.d.sync += h[i].eq(ctrl.data[:self._h_bits])
+                m.d.sync += h[i].eq(h_data.h)
             with m.If(wr(Op.COLOUR, i)):
-                m.d.sync += [colour[i].eq(ctrl.data[:self._colour_bits]),
-                             clamp[i].eq(ctrl.data[self._colour_bits])]
+                m.d.sync += [colour[i].eq(c_data.colour), clamp[i].eq(c_data.clamp)]
             for k in range(len(nbrs[i])):
                 with m.If(wr(Op.J, i) & (ctrl.slot == k)):
-                    m.d.sync += J[i][k].eq(ctrl.data[:self._w_bits])
+                    m.d.sync += J[i][k].eq(j_data.j)
 
         fields = []
         for i in range(n):
@@ -280,12 +285,9 @@ class PBitPorts(wiring.Component):
         self.energy_bits, self.index_bits = energy_bits, index_bits
         self.slot_bits, self.data_bits = slot_bits, data_bits
         self.out_bits = max(32, formats["word_bits"], energy_bits)
-        self.ctrl_layout = data.StructLayout({
-            "op": 3, "index": index_bits, "slot": slot_bits, "data": data_bits})
-        self.out_layout = data.StructLayout({
-            "kind": 2, "index": index_bits, "data": self.out_bits})
-        self.sched_layout = data.StructLayout({"beta": formats["beta_bits"],
-                                               "sweeps": formats["sweep_bits"]})
+        self.ctrl_layout = ctrl_layout(index_bits, slot_bits, data_bits)
+        self.out_layout = out_layout(index_bits, self.out_bits)
+        self.sched_layout = sched_layout(formats["beta_bits"], formats["sweep_bits"])
         super().__init__({
             "ctrl": In(stream.Signature(self.ctrl_layout)),
             "out": Out(stream.Signature(self.out_layout)),

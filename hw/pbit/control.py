@@ -21,12 +21,78 @@ from __future__ import annotations
 import enum
 
 from amaranth import Module, Mux, Shape, Signal, signed
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith import bits_for, ceil_div
 
 SAMPLE_EVERY_BITS = 16     # RUN data[:16]
+
+
+# -- the word layouts of both arrays: the hardware decodes with them, the host
+# (``gen.pbit.driver``) encodes and decodes with them (``word_layouts``).
+
+def ctrl_layout(index_bits: int, slot_bits: int, data_bits: int) -> data.StructLayout:
+    """A ``ctrl`` word: op (``Op``/``LaneOp``), index, slot and the op's data."""
+    return data.StructLayout({"op": 3, "index": index_bits, "slot": slot_bits,
+                              "data": data_bits})
+
+
+def out_layout(index_bits: int, out_bits: int) -> data.StructLayout:
+    """An ``out`` record: kind (``Kind``), index and data."""
+    return data.StructLayout({"kind": 2, "index": index_bits, "data": out_bits})
+
+
+def sched_layout(beta_bits: int, sweep_bits: int) -> data.StructLayout:
+    """SCHED data and a schedule entry: beta code and sweeps (0 means 2**sweep_bits)."""
+    return data.StructLayout({"beta": beta_bits, "sweeps": sweep_bits})
+
+
+def run_layout(colour_bits: int) -> data.FlexibleLayout:
+    """RUN data: sample every ``sample_every`` sweeps (0: never) over colours
+    ``0..colours``."""
+    return data.FlexibleLayout(SAMPLE_EVERY_BITS + colour_bits, {
+        "sample_every": data.Field(SAMPLE_EVERY_BITS, 0),
+        "colours": data.Field(colour_bits, 16)})
+
+
+def colour_layout(colour_bits: int) -> data.StructLayout:
+    """COLOUR data of the parallel array: the colour class and the clamp bit."""
+    return data.StructLayout({"colour": colour_bits, "clamp": 1})
+
+
+def value_layout(name: str, shape) -> data.StructLayout:
+    """The data of a one-value op (J, H, STATE, COUNT)."""
+    return data.StructLayout({name: shape})
+
+
+def edge_layout(nbr_bits: int, w_bits: int) -> data.StructLayout:
+    """EDGE data of the lanes array: neighbour, coupling, last entry of its p-bit."""
+    return data.StructLayout({"nbr": nbr_bits, "j": signed(w_bits), "last": 1})
+
+
+def node_layout(node_slot_bits: int, h_bits: int, colour_bits: int) -> data.StructLayout:
+    """NODE data of the lanes array: the p-bit's slot in its lane, h, colour, clamp."""
+    return data.StructLayout({"slot": node_slot_bits, "h": signed(h_bits),
+                              "colour": colour_bits, "clamp": 1})
+
+
+def word_layouts(cfg: dict) -> dict:
+    """Every word layout of the array whose ``config()`` is ``cfg``, by name."""
+    out = {"ctrl": ctrl_layout(cfg["index_bits"], cfg["slot_bits"], cfg["data_bits"]),
+           "out": out_layout(cfg["index_bits"], cfg["out_bits"]),
+           "SCHED": sched_layout(cfg["beta_bits"], cfg["sweep_bits"]),
+           "RUN": run_layout(cfg["colour_bits"]),
+           "STATE": value_layout("spin", 1),
+           "J": value_layout("j", signed(cfg["w_bits"])),
+           "H": value_layout("h", signed(cfg["h_bits"]))}
+    if cfg.get("arch") == "lanes":
+        out["EDGE"] = edge_layout(cfg["nbr_bits"], cfg["w_bits"])
+        out["NODE"] = node_layout(cfg["node_slot_bits"], cfg["h_bits"], cfg["colour_bits"])
+        out["COUNT"] = value_layout("count", cfg["data_bits"])
+    else:
+        out["COLOUR"] = colour_layout(cfg["colour_bits"])
+    return out
 
 
 class Kind(enum.IntEnum):
@@ -77,10 +143,12 @@ class Schedule(wiring.Component):
                                (since_sample + 1 == sample_every)),
             self.finished.eq(self.last_colour & last_sweep & (entry == last_entry)),
         ]
+        run_fields = run_layout(self._colour_bits)
+        run = data.View(run_fields, ctrl.data[:run_fields.size])
         with m.If(self.start):
             m.d.sync += [last_entry.eq(ctrl.index),
-                         sample_every.eq(ctrl.data[:SAMPLE_EVERY_BITS]),
-                         colours_used.eq(ctrl.data[16:16 + self._colour_bits]),
+                         sample_every.eq(run.sample_every),
+                         colours_used.eq(run.colours),
                          entry.eq(0), sweep.eq(0), colour.eq(0), since_sample.eq(0)]
         with m.Elif(self.advance):
             with m.If(self.last_colour):

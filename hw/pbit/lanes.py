@@ -57,6 +57,7 @@ from ..arith import bits_for, ceil_div, tree_sum
 from ..params import check_int
 from ..prng import xorshift32
 from .array import ControlState, PBitPorts, check_formats, tanh_index, tanh_table
+from .control import edge_layout, node_layout
 
 DRAIN = 4            # pipeline stages after the issue stage that still hold a p-bit
 
@@ -293,11 +294,8 @@ class PBitLanes(PBitPorts):
         self.field_bits = f_max.bit_length() + 1
         ends = min(lanes * edge_depth, n * max_degree)
         e_max = ends * (1 << (w_bits - 1)) // 2 + n * (1 << (h_bits - 1))
-        self.edge_layout = data.StructLayout({
-            "nbr": self.nbr_bits, "j": signed(w_bits), "last": 1})
-        self.node_layout = data.StructLayout({
-            "slot": self.node_slot_bits, "h": signed(h_bits), "colour": self.colour_bits,
-            "clamp": 1})
+        self.edge_layout = edge_layout(self.nbr_bits, w_bits)
+        self.node_layout = node_layout(self.node_slot_bits, h_bits, self.colour_bits)
         super().__init__(
             n=n, seeds=seeds, formats=formats, energy_bits=(2 * e_max).bit_length() + 2,
             index_bits=bits_for(max(n, sched_depth, self.n_chunks, edge_depth, self.slots + 1)),

@@ -72,6 +72,7 @@ from ..arith import below, bits_for, ceil_div
 from ..noc.packet import Op
 from ..pbit.array import Kind, PBitArray
 from ..pbit.array import Op as ArrayOp
+from ..pbit.control import SAMPLE_EVERY_BITS, word_layouts
 from ..pbit.lanes import LaneOp, PBitLanes
 from ..tile import (
     COUNTER_BITS,
@@ -99,7 +100,6 @@ ERROR_BAD_INDEX = 3
 ARCHS = ("parallel", "lanes")
 PARALLEL_MAX_N = 32        # all-to-all J: n (n - 1) registers and n adder trees of n inputs
 LANES_MAX_N = 4096
-SAMPLE_EVERY_BITS = 16     # the arrays' RUN word: sample_every in data[:16]
 
 
 def pbit_seeds(seed: int, n: int) -> list[int]:
@@ -174,14 +174,10 @@ class PBitTileParams:
         self._config = {"arch": self.arch, **probe.config()}
         if self.arch == "lanes":
             self.slots = probe.slots
-            self.data_layouts = {"EDGE": probe.edge_layout, "NODE": probe.node_layout}
-        else:
-            self.data_layouts = {"COLOUR": data.StructLayout(
-                {"colour": self.colour_bits, "clamp": 1})}
-        self.data_layouts["SCHED"] = self.sched_layout
-        self.run_layout = data.StructLayout({"sample_every": SAMPLE_EVERY_BITS,
-                                             "colours": self.colour_bits})
-        self.data_layouts["RUN"] = self.run_layout
+        # The data of every op, as the array decodes it and the host encodes it.
+        self.data_layouts = {k: v for k, v in word_layouts(self._config).items()
+                             if k not in ("ctrl", "out")}
+        self.run_layout = self.data_layouts["RUN"]
         self.ops = LaneOp if self.arch == "lanes" else ArrayOp
         self.program_ops = tuple(op for op in self.ops if op not in (self.ops.RUN,
                                                                      self.ops.READ))
