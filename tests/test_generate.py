@@ -62,6 +62,15 @@ def test_lint_clean(top):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_lint_clean_at_every_fifo_depth(depth):
+    cfg = load(EXAMPLES / "fabric2x2.yaml")
+    cfg["mesh"]["fifo_depth"] = depth
+    g = generate(cfg, "mesh")
+    proc = lint_file(g.verilog, g.module)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_lint_catches_a_real_problem(tmp_path):
     bad = tmp_path / "bad.v"
     bad.write_text("module bad(input clk, output reg [3:0] q);\n"

@@ -34,6 +34,25 @@ SIDES = {"north": N, "east": E, "south": S, "west": W}
 OPPOSITE = {N: S, S: N, E: W, W: E}
 
 
+class _OneEntryFIFO(Elaboratable):
+    """A one-entry queue with ``SyncFIFO``'s ports: ``fifo.SyncFIFO(depth=1)`` has a
+    zero-width address that Verilator refuses. Full: ``r_rdy``; empty: ``w_rdy``."""
+
+    def __init__(self, width: int):
+        self.w_data, self.w_en, self.w_rdy = Signal(width), Signal(), Signal()
+        self.r_data, self.r_en, self.r_rdy = Signal(width), Signal(), Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        full = Signal()
+        m.d.comb += [self.w_rdy.eq(~full), self.r_rdy.eq(full)]
+        with m.If(self.w_en & ~full):
+            m.d.sync += [self.r_data.eq(self.w_data), full.eq(1)]
+        with m.Elif(self.r_en & full):
+            m.d.sync += full.eq(0)
+        return m
+
+
 class Router(wiring.Component):
     """Mesh router at ``(x, y)`` of a ``cols`` x ``rows`` mesh.
 
@@ -109,7 +128,8 @@ class Router(wiring.Component):
 
         heads = []     # (valid, payload view, route one-hot, drop, read-enable)
         for d in range(5):
-            q = fifo.SyncFIFO(width=width, depth=self._fifo_depth)
+            q = (_OneEntryFIFO(width) if self._fifo_depth == 1 else
+                 fifo.SyncFIFO(width=width, depth=self._fifo_depth))
             m.submodules[f"fifo_{DIRECTIONS[d]}"] = q
             m.d.comb += [
                 q.w_data.eq(self.i[d].payload),
