@@ -13,10 +13,10 @@ import sys
 
 from ..gen import toolchain
 from ..gen.errors import TilefabError
-from . import core, gemm, imc, pbit
+from . import core, gemm, imc, pbit, sparse
 
 # Modules that contribute subcommands, in the order they appear in --help.
-EXTENSIONS = (core, gemm, imc, pbit)
+EXTENSIONS = (core, gemm, imc, pbit, sparse)
 
 
 def _doctor(args) -> int:
