@@ -569,7 +569,7 @@ def _fit(t: Tile, prog: driver.Program) -> tuple[driver.Program, np.ndarray]:
     state = np.concatenate([state, np.ones(pad, dtype=np.int64)])
     order = np.arange(size)
     if t.values["arch"] == "lanes":
-        work = np.where(clamp, 0, driver.lane_entries(J))
+        work = driver.lane_entries(J)
         order = maxcut.balance_lanes(work, colours, t.values["lanes"])
     return driver.Program(J[np.ix_(order, order)], h[order], colours[order],
                           clamp=clamp[order], state=state[order]), order
