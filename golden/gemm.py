@@ -27,6 +27,25 @@ counts issued k steps (L MACs each), which the maths fixes: rows * blocks * k
 per job. Status addresses S+9..S+15 hold no register: READ there is an ERROR.
 A descriptor that is both bad and meets a full queue is refused as bad.
 
+N:M sparsity (``sparsity`` "2:4" or "4:8", N of every M along K; the pattern
+and the compressed form are ``golden.nm``'s). B is stored compressed: a block's
+k-panel becomes ks = steps(k) = ceil(k / M) * N steps, step t = grp*N + j the
+j-th stored entry of group grp, each a value and a position of mb = log2 M bits
+per lane. Values fill B words as dense B rows do (step t lane l: word t // g,
+slot (t % g)*L + l), vstride(k) = ceil(ks / g) words; a block's stride in B is
+bstride(k) = vstride(k) rounded up to a multiple of E and its b_addr must be a
+multiple of E, where E is the largest power of two with E*P*mb <= D. Positions
+fill metadata words, a region of ceil(b_words / E) words at packet address
+meta_base = b_words + a_words: metadata word i holds the positions of the
+T = E*g steps of B words i*E .. i*E + E - 1, step t lane l at bits
+[(t*L + l)*mb, (t*L + l + 1)*mb). The spec requires P % M == 0 (an A word holds
+whole groups) and T % N == 0 (a metadata word holds whole groups). A step's
+product is A operand grp*M + position (0 if that is k or beyond) times its value,
+so a job costs ks issue steps per group of results, busy = rows * blocks * ks. A
+metadata WRITE whose positions do not strictly increase inside every group of N
+steps is refused with ERROR (data = op | 3 << 8), neither stored nor counted; the
+metadata region resets to positions 0, 1, .., N-1 in every group.
+
 ``gemm_exact`` is the ideal product; ``expected_partition`` the assignment of
 output tiles to PEs that the workload compiler must reproduce.
 """
@@ -41,6 +60,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import nm
 from .packet import Op, Packet
 
 # name: (lowest, highest, default), the per-tile parameters of the spec
@@ -61,9 +81,10 @@ COUNTER_BITS = 32
 
 
 class Reject(IntEnum):
-    """Reason an EXEC is refused (ERROR data = op | reason << 8)."""
+    """Reason an EXEC (or a metadata WRITE) is refused (ERROR data = op | reason << 8)."""
     BAD_DESCRIPTOR = 1
     QUEUE_FULL = 2
+    BAD_METADATA = 3
 
 
 def acc_bits(op_bits: int, max_k: int) -> int:
@@ -96,6 +117,7 @@ class GemmGeometry:
     jobs: int
     data_bits: int
     addr_bits: int
+    sparsity: str = "dense"
 
     def __post_init__(self):
         for f in dataclasses.fields(self):      # numpy integers lack bit_length()
@@ -107,8 +129,9 @@ class GemmGeometry:
         """Raise ValueError naming the first field that breaks a requirement of the spec."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or isinstance(v, bool):
+            if f.name != "sparsity" and (not isinstance(v, int) or isinstance(v, bool)):
                 raise ValueError(f"{f.name}: {v!r} is not an integer")
+        nm.parse_sparsity(self.sparsity)
         for name, (lo, hi, _) in TILE_PARAMS.items():
             v = getattr(self, name)
             if not lo <= v <= hi:
@@ -120,6 +143,18 @@ class GemmGeometry:
         if self.data_bits % unit:
             raise ValueError(f"data_bits: {self.data_bits} is not allowed, must be a multiple "
                              f"of lanes*op_bits = {unit}")
+        if self.nm:
+            n, m = self.nm
+            if self.operands_per_word % m:
+                raise ValueError(f"sparsity: {self.sparsity!r} is not allowed with data_bits "
+                                 f"{self.data_bits} and op_bits {self.op_bits}: an A word of "
+                                 f"{self.operands_per_word} operands must hold whole groups "
+                                 f"of {m}")
+            if self.meta_steps % n:
+                raise ValueError(f"sparsity: {self.sparsity!r} is not allowed with lanes "
+                                 f"{self.lanes}, op_bits {self.op_bits} and data_bits "
+                                 f"{self.data_bits}: a metadata word holds "
+                                 f"{self.meta_steps} steps, not whole groups of {n}")
         if self.results_per_flit < 1:
             raise ValueError(f"data_bits: {self.data_bits} is not allowed, must hold one "
                              f"acc_bits = {self.acc_bits} result (op_bits {self.op_bits}, "
@@ -128,10 +163,12 @@ class GemmGeometry:
             parts = " + ".join(f"{n} {b}" for n, b in self.descriptor_fields)
             raise ValueError(f"data_bits: {self.data_bits} is not allowed, must hold the "
                              f"{self.descriptor_bits}-bit descriptor ({parts})")
-        need = self.a_words + self.b_words
+        need = self.a_words + self.b_words + self.meta_words
         if need > self.status_base:
-            raise ValueError(f"addr_bits: {self.addr_bits} is not allowed, a_words + b_words "
-                             f"= {need} needs addr_bits >= {(need + STATUS_SPAN - 1).bit_length()} "
+            meta = f" + metadata words {self.meta_words}" if self.nm else ""
+            raise ValueError(f"addr_bits: {self.addr_bits} is not allowed, a_words + b_words"
+                             f"{meta} = {need} needs addr_bits >= "
+                             f"{(need + STATUS_SPAN - 1).bit_length()} "
                              f"(status registers take the top {STATUS_SPAN} addresses)")
         for name, stride in (("a_words", self.astride), ("b_words", self.bstride)):
             if stride(self.max_k) > getattr(self, name):
@@ -170,8 +207,64 @@ class GemmGeometry:
         return _ceil_div(k, self.operands_per_word)
 
     def bstride(self, k: int) -> int:
-        """Words per B block of k x lanes operands."""
-        return _ceil_div(k, self.k_per_b_word)
+        """Words per B block of k x lanes operands (sparse: of its values, E-aligned)."""
+        if not self.nm:
+            return _ceil_div(k, self.k_per_b_word)
+        e = self.meta_group_words
+        return _ceil_div(self.vstride(k), e) * e
+
+    # --- N:M sparsity (None / 0 for a dense tile) ---
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        """(N, M) of an N:M sparse tile, None when dense."""
+        return nm.parse_sparsity(self.sparsity)
+
+    def steps(self, k: int) -> int:
+        """[ks] issue steps of a k-panel: k dense, ceil(k / M) * N sparse."""
+        if not self.nm:
+            return k
+        n, m = self.nm
+        return nm.groups(k, m) * n
+
+    def vstride(self, k: int) -> int:
+        """B words holding a sparse block's values over a k-panel."""
+        return _ceil_div(self.steps(k), self.k_per_b_word)
+
+    @property
+    def meta_bits(self) -> int:
+        """[mb] bits of one position, log2 M."""
+        return self.nm[1].bit_length() - 1 if self.nm else 0
+
+    @property
+    def meta_group_words(self) -> int:
+        """[E] B words whose positions one metadata word holds: the largest power of
+        two with E*P*mb <= D."""
+        if not self.nm:
+            return 0
+        e = 1
+        while 2 * e * self.operands_per_word * self.meta_bits <= self.data_bits:
+            e *= 2
+        return e
+
+    @property
+    def meta_steps(self) -> int:
+        """[T] steps of one block whose positions one metadata word holds, E*g."""
+        return self.meta_group_words * self.k_per_b_word
+
+    def meta_stride(self, k: int) -> int:
+        """Metadata words of one sparse block over a k-panel."""
+        return _ceil_div(self.steps(k), self.meta_steps) if self.nm else 0
+
+    @property
+    def meta_words(self) -> int:
+        """Depth of the metadata region, ceil(b_words / E)."""
+        return _ceil_div(self.b_words, self.meta_group_words) if self.nm else 0
+
+    @property
+    def meta_base(self) -> int:
+        """Packet address of metadata word 0 (after A)."""
+        return self.a_base + self.a_words
 
     @property
     def k_field_bits(self) -> int:
@@ -191,7 +284,7 @@ class GemmGeometry:
     @property
     def wait_bits(self) -> int:
         """[wb] width of the descriptor's wait, and the modulus of the firing compare."""
-        return (self.a_words + self.b_words).bit_length() + 1
+        return (self.a_words + self.b_words + self.meta_words).bit_length() + 1
 
     @property
     def descriptor_fields(self) -> tuple[tuple[str, int], ...]:
@@ -267,6 +360,46 @@ def b_block_words(block, geom: GemmGeometry) -> list[int]:
     return _pack_words(full, geom.bstride(k), geom.operands_per_word, geom.op_bits)
 
 
+def b_sparse_block_words(values, positions, geom: GemmGeometry) -> tuple[list[int], list[int]]:
+    """The vstride(k) value words and meta_stride(k) metadata words of one sparse B
+    block: ``values``/``positions`` of ks steps x up to ``lanes`` columns.
+
+    Missing columns and the steps after ks that fill the last words get zero values
+    and positions 0, 1, .., N-1 in every group.
+    """
+    n, _ = geom.nm
+    values, positions = np.asarray(values, np.int64), np.asarray(positions, np.int64)
+    steps, cols = values.shape
+    L, mb, T = geom.lanes, geom.meta_bits, geom.meta_steps
+    if cols > L:
+        raise ValueError(f"B block: {cols} columns, at most lanes = {L}")
+    vw, mw = _ceil_div(steps, geom.k_per_b_word), _ceil_div(steps, T)
+    full_v = np.zeros((mw * T, L), dtype=np.int64)
+    full_p = np.tile((np.arange(mw * T) % n)[:, None], (1, L))
+    full_v[:steps, :cols], full_p[:steps, :cols] = values, positions
+    value_words = _pack_words(full_v[:vw * geom.k_per_b_word], vw, geom.operands_per_word,
+                              geom.op_bits)
+    meta_words = []
+    for word in full_p.reshape(mw, T * L):
+        meta_words.append(sum(int(p) << (j * mb) for j, p in enumerate(word)))
+    return value_words, meta_words
+
+
+def meta_reset_word(geom: GemmGeometry) -> int:
+    """A metadata word after reset: positions 0, 1, .., N-1 in every group."""
+    n, T, L = geom.nm[0], geom.meta_steps, geom.lanes
+    _, (word,) = b_sparse_block_words(np.zeros((T, L)), np.arange(T * L).reshape(T, L) // L % n,
+                                      geom)
+    return word
+
+
+def meta_positions(word: int, geom: GemmGeometry) -> np.ndarray:
+    """The T x L positions of one metadata word."""
+    mb = geom.meta_bits
+    flat = [(word >> (j * mb)) & ((1 << mb) - 1) for j in range(geom.meta_steps * geom.lanes)]
+    return np.array(flat, dtype=np.int64).reshape(geom.meta_steps, geom.lanes)
+
+
 def pack_results(values, geom: GemmGeometry) -> list[int]:
     """The F flits of one result group: v_{f*R+j} at bits [j*acc_bits, (j+1)*acc_bits)."""
     acc, per = geom.acc_bits, geom.results_per_flit
@@ -319,7 +452,8 @@ class Descriptor:
 
     def fits(self, geom: GemmGeometry) -> bool:
         """The spec's acceptance test, queue room aside."""
-        return (1 <= self.k <= geom.max_k and self.rows >= 1 and self.blocks >= 1
+        aligned = not geom.nm or self.b_addr % geom.meta_group_words == 0
+        return (1 <= self.k <= geom.max_k and self.rows >= 1 and self.blocks >= 1 and aligned
                 and self.a_addr + self.rows * geom.astride(self.k) <= geom.a_words
                 and self.b_addr + self.blocks * geom.bstride(self.k) <= geom.b_words)
 
@@ -403,6 +537,10 @@ class GemmPEModel:
         # Operands of every word, decoded on WRITE so a job is a numpy product.
         self._operands = {name: np.zeros((len(words), geom.operands_per_word), dtype=np.int64)
                           for name, words in self.memory.items()}
+        if geom.nm:
+            self.memory["m"] = [meta_reset_word(geom)] * geom.meta_words
+            self._operands["m"] = np.stack([meta_positions(meta_reset_word(geom), geom)]
+                                           * geom.meta_words)
         self.counters = dict.fromkeys(STATUS_REGISTERS, 0)
         self.queue: deque[tuple[int, Descriptor, tuple[int, int]]] = deque()
 
@@ -428,6 +566,10 @@ class GemmPEModel:
             place = self._locate(packet.addr)
             if place is None:
                 return [self._answer(packet, Op.ERROR, packet.addr, op)]
+            if place[0] == "m" and not nm.well_formed(meta_positions(packet.data, self.geom),
+                                                      self.geom.nm[0]):
+                return [self._answer(packet, Op.ERROR, packet.addr,
+                                     op | Reject.BAD_METADATA << 8)]
             self._store(*place, packet.data)
             self.counters["words"] += 1
             return self._fire()
@@ -465,6 +607,8 @@ class GemmPEModel:
             return "b", addr
         if addr < g.a_base + g.a_words:
             return "a", addr - g.a_base
+        if addr < g.meta_base + g.meta_words:
+            return "m", addr - g.meta_base
         return None
 
     def _read(self, addr: int, counters: dict) -> int | None:
@@ -479,8 +623,11 @@ class GemmPEModel:
 
     def _store(self, region: str, index: int, word: int):
         self.memory[region][index] = word
-        self._operands[region][index] = unpack_operands(word, self.geom.op_bits,
-                                                        self.geom.operands_per_word)
+        if region == "m":
+            self._operands[region][index] = meta_positions(word, self.geom)
+        else:
+            self._operands[region][index] = unpack_operands(word, self.geom.op_bits,
+                                                            self.geom.operands_per_word)
 
     def _ready(self, wait: int) -> bool:
         # Wrap-safe: words has reached wait if it is less than half the modulus past it.
@@ -499,12 +646,30 @@ class GemmPEModel:
         a_ops, b_ops = self._operands["a"], self._operands["b"]
         rows = np.stack([a_ops[d.a_addr + r * astride:][:astride].reshape(-1)[:d.k]
                          for r in range(d.rows)])                       # rows x k
-        blocks = np.stack([b_ops[d.b_addr + c * bstride:][:bstride].reshape(-1, g.lanes)[:d.k]
-                           for c in range(d.blocks)])                   # blocks x k x L
-        sums = np.einsum("rk,ckl->rcl", rows, blocks)                   # exact in int64
+        if g.nm:
+            sums = self._sparse_sums(d, rows)
+        else:
+            blocks = np.stack([b_ops[d.b_addr + c * bstride:][:bstride].reshape(-1, g.lanes)
+                               [:d.k] for c in range(d.blocks)])        # blocks x k x L
+            sums = np.einsum("rk,ckl->rcl", rows, blocks)               # exact in int64
         out = [self._packet(requester, Op.REPLY, tag, flit)
                for group in sums.reshape(-1, g.lanes) for flit in pack_results(group, g)]
         out.append(self._packet(requester, Op.DONE, tag, d.rows * d.blocks))
         self.counters["jobs_done"] += 1
-        self.counters["busy"] += d.rows * d.blocks * d.k
+        self.counters["busy"] += d.rows * d.blocks * g.steps(d.k)
         return out
+
+    def _sparse_sums(self, d: Descriptor, rows: np.ndarray) -> np.ndarray:
+        """rows x blocks x L sums of a sparse job: each block's ks steps of values and
+        positions, read from its B words and their metadata words."""
+        g = self.geom
+        n, m = g.nm
+        ks, bstride, e = g.steps(d.k), g.bstride(d.k), g.meta_group_words
+        b_ops, m_ops = self._operands["b"], self._operands["m"]
+        sums = []
+        for c in range(d.blocks):
+            base = d.b_addr + c * bstride
+            values = b_ops[base:][:g.vstride(d.k)].reshape(-1, g.lanes)[:ks]
+            positions = m_ops[base // e:][:g.meta_stride(d.k)].reshape(-1, g.lanes)[:ks]
+            sums.append(nm.sparse_matmul(rows, values, positions, n, m))   # rows x L
+        return np.stack(sums, axis=1)

@@ -1,14 +1,20 @@
 """The GEMM workload compiler: plans run on the golden PE model give exactly A·B,
-follow the partition, and honour the host's DONE gates (reuse, queue depth)."""
+follow the partition, and honour the host's DONE gates (reuse, queue depth); on
+N:M tiles also the pattern check, the compression and the words against the
+golden model's."""
 
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from tilefab.gen.gemm.compiler import Item, compile_gemm
+from tilefab.gen.errors import OperandError
+from tilefab.gen.gemm import nm as host_nm
+from tilefab.gen.gemm.compiler import Item, compile_gemm, tile_params
+from tilefab.golden import nm
 from tilefab.golden.gemm import (Descriptor, GemmGeometry, GemmPEModel, Share,
-                                 expected_partition, gemm_exact, operand_range)
+                                 b_sparse_block_words, expected_partition, gemm_exact,
+                                 operand_range)
 from tilefab.golden.packet import Op
 
 HOST = (15, 15)
@@ -25,19 +31,37 @@ GEOMS = {
                               jobs=4, data_bits=128, addr_bits=12),
     "l4w8d128-jobs1": GemmGeometry(lanes=4, op_bits=8, max_k=200, a_words=512, b_words=512,
                                    jobs=1, data_bits=128, addr_bits=11),
+    # N:M: tiny scratchpads (B panels split at a metadata word), E = 4
+    "s24l4w8d64-tiny": GemmGeometry(lanes=4, op_bits=8, max_k=32, a_words=16, b_words=16,
+                                    jobs=2, data_bits=64, addr_bits=6, sparsity="2:4"),
+    # g = 1, E = 8: one metadata word per 8 value words
+    "s24l4w16d64": GemmGeometry(lanes=4, op_bits=16, max_k=48, a_words=32, b_words=64,
+                                jobs=3, data_bits=64, addr_bits=8, sparsity="2:4"),
+    # 4:8, one group per A word, 3-bit positions, E = 4
+    "s48l8w16d128": GemmGeometry(lanes=8, op_bits=16, max_k=100, a_words=64, b_words=256,
+                                 jobs=4, data_bits=128, addr_bits=12, sparsity="4:8"),
 }
 
 PES = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
 
 
 def operands(m, k, n, geom, seed):
-    """Random A, B with the extreme operands planted."""
+    """Random A, B with the extreme operands planted; on an N:M tile B pruned to the
+    pattern, with some groups emptier still."""
     rng = np.random.default_rng(seed)
     lo, hi = operand_range(geom.op_bits)
     a, b = rng.integers(lo, hi + 1, (m, k)), rng.integers(lo, hi + 1, (k, n))
     a[0, :], b[:, 0] = lo, lo
     a[-1, ::2], b[::2, -1] = hi, lo
+    if geom.nm:
+        b = nm.prune(b, *geom.nm)
+        b[rng.random(b.shape) < 0.2] = 0
     return a, b
+
+
+def block_words(geom, k):
+    """Words the host sends for one B block: its words, or (N:M) values and metadata."""
+    return geom.vstride(k) + geom.meta_stride(k) if geom.nm else geom.bstride(k)
 
 
 def run(plan):
@@ -58,7 +82,7 @@ def run(plan):
 def check_program(p, geom, k):
     """The host's gates, against a worst-case engine that finishes a job only when the
     host must have seen its DONE: no WRITE may then change a word a running job reads."""
-    astride, bstride = geom.astride(k), geom.bstride(k)
+    astride, bstride, bwords = geom.astride(k), geom.bstride(k), block_words(geom, k)
     gates = [item.after_done for item in p.items]
     assert gates == sorted(gates)
     jobs = []          # per job: (the word count it needs, packet addresses it reads)
@@ -71,10 +95,15 @@ def check_program(p, geom, k):
             d = Descriptor.unpack(item.data, geom)
             assert d.k == k and d.fits(geom) and d.rows * d.blocks == p.jobs[j].groups
             ahead = (d.wait - words) % (1 << geom.wait_bits)
-            assert ahead in (astride, bstride)      # sent right before its own operand
+            assert ahead in (astride, bwords)       # sent right before its own operand
             a0, b0 = geom.a_base + d.a_addr, d.b_addr
-            jobs.append((words + ahead, set(range(a0, a0 + d.rows * astride))
-                         | set(range(b0, b0 + d.blocks * bstride))))
+            reads = (set(range(a0, a0 + d.rows * astride))
+                     | set(range(b0, b0 + d.blocks * bstride)))
+            if geom.nm:
+                e = geom.meta_group_words
+                reads |= set(range(geom.meta_base + b0 // e,
+                                   geom.meta_base + (b0 + d.blocks * bstride) // e))
+            jobs.append((words + ahead, reads))
         else:
             words += 1
             for j in range(item.after_done, len(jobs)):
@@ -82,7 +111,7 @@ def check_program(p, geom, k):
                 assert not (need < words and item.addr in reads), \
                     f"PE ({p.x}, {p.y}): write {words} to {item.addr} under running job {j}"
     if jobs:
-        assert jobs[0][0] <= astride + bstride                  # early start
+        assert jobs[0][0] <= astride + bwords                   # early start
 
 
 def check_partition(plan, pes):
@@ -99,8 +128,8 @@ def check_partition(plan, pes):
             continue
         # Each B block is sent once; a share of A that fits is sent once.
         writes = [item.addr for item in p.items if item.kind == "write"]
-        b_writes = sum(addr < g.a_base for addr in writes)
-        assert b_writes == len(share.blocks) * g.bstride(plan.k)
+        b_writes = sum(addr < g.a_base or addr >= g.meta_base for addr in writes)
+        assert b_writes == len(share.blocks) * block_words(g, plan.k)
         a_once = len(share.rows) * g.astride(plan.k)
         assert len(writes) - b_writes >= a_once
         if a_once <= g.a_words:
@@ -273,3 +302,68 @@ def test_partition_ties_go_to_fewer_operands_sent():
 def test_partition_arguments_are_checked():
     with pytest.raises(ValueError, match=r"pes: 0 is not allowed"):
         expected_partition(1, 1, 4, 0)
+
+
+# --- N:M sparse B ---
+
+@pytest.mark.parametrize("sparsity, b_of, message", [
+    ("2:4", lambda b: b.__setitem__((slice(8, 11), 3), 1),
+     "b[:, 3] group 2 (k 8..11): 3 nonzeros, at most 2 allowed for 2:4"),
+    # The first column first, then along K; a ragged last group names its true rows.
+    ("2:4", lambda b: (b.__setitem__((slice(0, 4), 4), 5), b.__setitem__((slice(4, 8), 1), 7)),
+     "b[:, 1] group 1 (k 4..7): 4 nonzeros, at most 2 allowed for 2:4"),
+    ("2:4", lambda b: b.__setitem__((slice(12, 15), 0), -1),
+     "b[:, 0] group 3 (k 12..14): 3 nonzeros, at most 2 allowed for 2:4"),
+    ("4:8", lambda b: b.__setitem__((slice(8, 13), 2), 2),
+     "b[:, 2] group 1 (k 8..14): 5 nonzeros, at most 4 allowed for 4:8"),
+])
+def test_sparse_pattern_errors_name_the_first_bad_group(sparsity, b_of, message):
+    geom = GemmGeometry(lanes=4, op_bits=8, max_k=32, a_words=16, b_words=16, jobs=2,
+                        data_bits=64, addr_bits=6, sparsity=sparsity)
+    b = np.zeros((15, 6), dtype=np.int64)
+    b_of(b)
+    with pytest.raises(OperandError) as err:
+        compile_gemm(np.ones((2, 15), int), b, geom, PES[:2])
+    assert str(err.value) == message
+    assert nm.violation(b, *geom.nm) == message          # the golden model agrees
+
+
+def test_sparse_pattern_is_along_k_per_column():
+    """Full rows are fine: the pattern constrains each column along K only."""
+    geom = GEOMS["s24l4w8d64-tiny"]
+    b = np.zeros((8, 5), dtype=np.int64)
+    b[0, :], b[3, :], b[5, :] = 1, -2, 3              # 2, then 1, nonzeros per group
+    a = np.arange(16).reshape(2, 8) - 8
+    check_plan(a, b, geom, PES[:2])
+
+
+@pytest.mark.parametrize("name", [n for n, g in GEOMS.items() if g.nm])
+def test_sparse_compression_and_words_match_golden(name):
+    geom = GEOMS[name]
+    params = tile_params(geom)
+    rng = np.random.default_rng(7)
+    for k, cols in [(1, 1), (geom.max_k, geom.lanes), (geom.max_k - 1, geom.lanes - 1),
+                    (13, 2)]:
+        b = nm.prune(rng.integers(-9, 10, (k, cols)), *geom.nm)
+        b[rng.random(b.shape) < 0.3] = 0
+        values, positions = host_nm.compress(b, *geom.nm)
+        want = nm.compress(b, *geom.nm)
+        assert np.array_equal(values, want[0]) and np.array_equal(positions, want[1])
+        assert np.array_equal(nm.decompress(values, positions, *geom.nm, k=k), b)
+        # The hardware's layouts encode what the spec's packing gives, bit for bit.
+        assert host_nm.block_words(values, positions, params) == \
+            tuple(b_sparse_block_words(values, positions, geom))
+        vw, mw = host_nm.block_words(values, positions, params)
+        assert (len(vw), len(mw)) == (geom.vstride(k), geom.meta_stride(k))
+
+
+def test_sparse_sends_fewer_b_words_than_dense():
+    sparse = GEOMS["s24l4w8d64-tiny"]
+    dense = GemmGeometry(**{**sparse.__dict__, "sparsity": "dense"})
+    a, b = operands(4, 32, 8, sparse, seed=9)
+    count = {}
+    for geom in (sparse, dense):
+        plan = check_plan(a, b, geom, PES[:1])
+        count[geom.sparsity] = sum(it.kind == "write" for it in plan.programs[0].items)
+    # B: 2 blocks of 16 words dense; of 8 value + 2 metadata words 2:4; A: 4 rows of 4.
+    assert count == {"dense": 16 + 32, "2:4": 16 + 20}

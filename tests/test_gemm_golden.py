@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tilefab.golden import gemm as gm
+from tilefab.golden import nm
 from tilefab.golden.packet import Op, Packet
 
 HOST = (7, 7)
@@ -343,3 +344,187 @@ def test_reads_return_words_and_counters_before_the_request():
 def test_packets_for_another_tile_are_a_test_bench_error():
     with pytest.raises(ValueError, match=r"delivered to the tile at \(1, 2\)"):
         model().receive(Packet(0, 0, *HOST, Op.READ))
+
+
+# --- N:M sparsity: the pattern, compression, the product ---
+
+@pytest.mark.parametrize("n, m, column, values, positions", [
+    (2, 4, [1, 2, 0, 0], [1, 2], [0, 1]),             # NVIDIA's example
+    (2, 4, [0, 0, 3, 0], [0, 3], [0, 2]),             # one nonzero: a zero at the lowest free
+    (2, 4, [0, 5, 0, -6], [5, -6], [1, 3]),
+    (2, 4, [0, 0, 0, 0], [0, 0], [0, 1]),
+    (2, 4, [0, 0, 0, 7], [0, 7], [0, 3]),
+    (4, 8, [0, 9, 0, 0, 0, 0, -1, 4], [0, 9, -1, 4], [0, 1, 6, 7]),
+    (4, 8, [1, 2, 3, 4, 0, 0, 0, 0], [1, 2, 3, 4], [0, 1, 2, 3]),
+    (4, 8, [0] * 8, [0] * 4, [0, 1, 2, 3]),
+])
+def test_compression_of_one_group(n, m, column, values, positions):
+    v, p = nm.compress(np.array(column)[:, None], n, m)
+    assert v[:, 0].tolist() == values and p[:, 0].tolist() == positions
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (4, 8)])
+def test_compression_round_trips_and_the_product_is_exact(n, m):
+    rng = np.random.default_rng(n)
+    for k, cols in [(1, 1), (m, 3), (4 * m + 3, 5), (64, 16), (257, 7)]:
+        b = nm.prune(rng.integers(-128, 128, (k, cols)), n, m)
+        b[rng.random(b.shape) < 0.25] = 0
+        b[:min(k, m), 0] = 0                              # an empty group
+        assert nm.violation(b, n, m) is None
+        values, positions = nm.compress(b, n, m)
+        assert values.shape == positions.shape == (nm.groups(k, m) * n, cols)
+        assert nm.well_formed(positions, n)
+        assert np.array_equal(nm.decompress(values, positions, n, m, k=k), b)
+        a = rng.integers(-128, 128, (6, k))
+        got = nm.sparse_matmul(a, values, positions, n, m)
+        # The second check: against the ideal product, in floats and in Python ints.
+        assert np.array_equal(got, a.astype(float) @ b.astype(float))
+        assert got.tolist() == [[sum(int(a[i, kk]) * int(b[kk, j]) for kk in range(k))
+                                 for j in range(cols)] for i in range(6)]
+
+
+def test_sparse_product_of_any_positions_is_a_times_their_decompression():
+    """Positions that repeat add their values at one row, in both."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(-8, 8, (6, 3))
+    positions = rng.integers(0, 4, (6, 3))
+    positions[0:2, 0] = 2                                  # a repeat
+    a = rng.integers(-8, 8, (4, 12))
+    assert np.array_equal(nm.sparse_matmul(a, values, positions, 2, 4),
+                          a @ nm.decompress(values, positions, 2, 4))
+    # A is read as 0 from its K on: a short A drops the last rows' terms.
+    assert np.array_equal(nm.sparse_matmul(a[:, :10], values, positions, 2, 4),
+                          a[:, :10] @ nm.decompress(values, positions, 2, 4)[:10])
+    assert not nm.well_formed(positions, 2)
+
+
+def test_prune_keeps_the_largest_per_group():
+    b = np.array([[1, -9], [-5, 0], [5, 3], [2, 3], [0, 1], [0, 0]])
+    assert nm.prune(b, 2, 4).tolist() == [[0, -9], [-5, 0], [5, 3], [0, 0], [0, 1], [0, 0]]
+
+
+@pytest.mark.parametrize("b, message", [
+    (np.eye(4, dtype=int)[:, :1] + np.array([[0], [1], [1], [0]]),
+     "b[:, 0] group 0 (k 0..3): 3 nonzeros, at most 2 allowed for 2:4"),
+    (np.ones((6, 2), int), "b[:, 0] group 0 (k 0..3): 4 nonzeros, at most 2 allowed for 2:4"),
+    (np.vstack([np.zeros((4, 2), int), np.ones((3, 2), int)]),
+     "b[:, 0] group 1 (k 4..6): 3 nonzeros, at most 2 allowed for 2:4"),
+])
+def test_violation_names_the_first_group(b, message):
+    assert nm.violation(b, 2, 4) == message
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")
+                       .replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        nm.compress(b, 2, 4)
+
+
+SPARSE = dict(lanes=4, op_bits=8, max_k=40, a_words=32, b_words=48, jobs=2, data_bits=64,
+              addr_bits=10, sparsity="2:4")
+
+
+def test_sparse_geometry():
+    g = gm.GemmGeometry(**SPARSE)
+    assert g.nm == (2, 4) and g.meta_bits == 2
+    # E*P*mb <= D: 4 * 8 * 2 = 64; T = E*g = 8 steps of 4 lanes per metadata word.
+    assert (g.meta_group_words, g.meta_steps, g.meta_words, g.meta_base) == (4, 8, 12, 80)
+    assert (g.steps(40), g.steps(37), g.steps(1)) == (20, 20, 2)
+    assert (g.vstride(37), g.bstride(37), g.meta_stride(37)) == (10, 12, 3)
+    assert g.wait_bits == 8                                     # counts metadata words too
+    h = gm.GemmGeometry(**(SPARSE | dict(sparsity="4:8", lanes=8, op_bits=16,
+                                         data_bits=128)))
+    assert (h.meta_bits, h.meta_group_words, h.meta_steps, h.steps(40)) == (3, 4, 4, 20)
+    dense = gm.GemmGeometry(**(SPARSE | dict(sparsity="dense")))
+    assert (dense.nm, dense.meta_words, dense.steps(37), dense.bstride(37)) == (None, 0, 37, 19)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(sparsity="1:2"), r"sparsity: '1:2' is not allowed, must be one of dense, 2:4, 4:8"),
+    (dict(lanes=2, data_bits=48), r"sparsity: '2:4' is not allowed with data_bits 48 and "
+                                  r"op_bits 8: an A word of 6 operands must hold whole groups"),
+    (dict(sparsity="4:8", lanes=4, op_bits=4, data_bits=32),
+     r"sparsity: '4:8' is not allowed with lanes 4, op_bits 4 and data_bits 32: a metadata "
+     r"word holds 2 steps, not whole groups of 4"),
+    (dict(addr_bits=6, a_words=16, b_words=32, max_k=32),
+     r"addr_bits: 6 is not allowed, a_words \+ b_words \+ metadata words 8 = 56"),
+])
+def test_sparse_geometry_names_the_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        gm.GemmGeometry(**(SPARSE | change))
+
+
+def test_sparse_words_follow_the_spec():
+    g = gm.GemmGeometry(**SPARSE)
+    steps = 10                                          # 3 lanes of 4, k = 20
+    values = np.arange(steps * 3).reshape(steps, 3) - 15
+    positions = np.tile([[0], [3]], (steps // 2, 3))
+    vw, mw = gm.b_sparse_block_words(values, positions, g)
+    assert (len(vw), len(mw)) == (5, 2)
+    for t in range(16):
+        for lane in range(4):
+            v = values[t, lane] if t < steps and lane < 3 else 0
+            if t < 10:
+                assert slot(vw, (t // 2) * 8 + (t % 2) * 4 + lane, g) == v
+            p = positions[t, lane] if t < steps and lane < 3 else t % 2
+            assert (mw[t // 8] >> ((t % 8) * 4 + lane) * 2) & 3 == p
+    assert gm.meta_positions(mw[1], g)[:4].tolist() == [[0, 0, 0, 0], [3, 3, 3, 1],
+                                                         [0, 0, 0, 0], [1, 1, 1, 1]]
+    assert gm.meta_reset_word(g) == sum(1 << ((t * 4 + lane) * 2) for t in range(1, 8, 2)
+                                        for lane in range(4))
+
+
+def sparse_job_packets(g, k, rows, blocks, a, values, positions, wait_base=0, tag=9):
+    packets, words = [], 0
+    for r in range(rows):
+        for i, w in enumerate(gm.a_row_words(a[r], g)):
+            packets.append(packet(Op.WRITE, g.a_base + r * g.astride(k) + i, w))
+    for c in range(blocks):
+        vw, mw = gm.b_sparse_block_words(values[c], positions[c], g)
+        base = c * g.bstride(k)
+        packets += [packet(Op.WRITE, base + i, w) for i, w in enumerate(vw)]
+        packets += [packet(Op.WRITE, g.meta_base + base // g.meta_group_words + i, w)
+                    for i, w in enumerate(mw)]
+    words = len(packets)
+    d = dict(k=k, rows=rows, blocks=blocks, a_addr=0, b_addr=0, wait=wait_base + words)
+    return packets + [exec_packet(tag, g, **d)]
+
+
+@pytest.mark.parametrize("sparsity", ["2:4", "4:8"])
+def test_sparse_model_job_is_the_exact_product(sparsity):
+    change = dict(sparsity=sparsity) if sparsity == "2:4" else dict(
+        sparsity="4:8", lanes=8, op_bits=16, data_bits=128)
+    g = gm.GemmGeometry(**(SPARSE | change))
+    n, m = g.nm
+    rng = np.random.default_rng(5)
+    k, rows, blocks = 37, 2, 2
+    lo, hi = gm.operand_range(g.op_bits)
+    a = rng.integers(lo, hi + 1, (rows, k))
+    b = nm.prune(rng.integers(lo, hi + 1, (k, blocks * g.lanes)), n, m)
+    compressed = [nm.compress(b[:, c * g.lanes:(c + 1) * g.lanes], n, m) for c in range(blocks)]
+    tile = model(g)
+    out = []
+    for p in sparse_job_packets(g, k, rows, blocks, a, [v for v, _ in compressed],
+                                [p for _, p in compressed]):
+        out += tile.receive(p)
+    replies = [p.data for p in out if p.op == Op.REPLY]
+    assert [p.op for p in out][-1] == Op.DONE
+    F = g.flits_per_group
+    got = np.stack([gm.unpack_results(replies[i:i + F], g) for i in range(0, len(replies), F)])
+    assert np.array_equal(got.reshape(rows, blocks * g.lanes), a @ b)
+    assert read(tile, "busy") == rows * blocks * nm.groups(k, m) * n
+
+
+def test_sparse_model_refuses_malformed_metadata_and_misaligned_blocks():
+    g = gm.GemmGeometry(**SPARSE)
+    tile = model(g)
+    reset = gm.meta_reset_word(g)
+    (err,) = tile.receive(packet(Op.WRITE, g.meta_base + 1, 0))        # repeats
+    assert (err.op, err.data) == (Op.ERROR, Op.WRITE | 3 << 8)
+    (err,) = tile.receive(packet(Op.WRITE, g.meta_base + 1, 0b0001 << 0 | 0b10 << 8))
+    assert (err.op, err.data) == (Op.ERROR, Op.WRITE | 3 << 8)          # lane 0: 2 then 0
+    assert read(tile, "words") == 0 and read(tile, "errors") == 2
+    (got,) = tile.receive(packet(Op.READ, g.meta_base + 1))
+    assert got.data == reset                                             # not stored
+    assert tile.receive(packet(Op.WRITE, g.meta_base + 1, reset)) == []
+    assert read(tile, "words") == 1
+    (err,) = tile.receive(exec_packet(3, g, k=4, b_addr=2))              # not a multiple of E
+    assert (err.op, err.data) == (Op.ERROR, Op.EXEC | 1 << 8)
+    assert tile.receive(exec_packet(3, g, k=4, b_addr=4, wait=1))[-1].op == Op.DONE

@@ -79,7 +79,11 @@ def _mismatch(name, got, want) -> str:
 
 @dataclass
 class GemmRun:
-    """One GEMM on the fabric: the product and how long it took."""
+    """One GEMM on the fabric: the product and how long it took.
+
+    ``utilization`` is against the dense peak (PEs x lanes MACs per cycle); on N:M
+    tiles (``nm``) it can reach M/N, and ``sparse_utilization`` is against their
+    peak, PEs x lanes x M/N dense-equivalent MACs per cycle."""
     c: np.ndarray
     cycles: int                     # first flit in to last flit out
     macs: int                       # m * k * n
@@ -89,6 +93,17 @@ class GemmRun:
     flits_out: int
     counters: dict                  # (x, y) -> {status register: value during the run}
     mismatch: str = ""
+    nm: tuple | None = None         # (N, M) of N:M sparse tiles
+
+    @property
+    def sparse_peak_macs_per_cycle(self) -> float:
+        """Dense-equivalent MACs per cycle at the N:M peak (the dense peak if dense)."""
+        n, m = self.nm or (1, 1)
+        return self.peak_macs_per_cycle * m / n
+
+    @property
+    def sparse_utilization(self) -> float:
+        return self.macs / (self.sparse_peak_macs_per_cycle * self.cycles)
 
     @property
     def golden_ok(self) -> bool:
@@ -336,7 +351,8 @@ class Fabric:
         return GemmRun(c=c, cycles=session.cycles, macs=plan.macs, pes=len(pes),
                        lanes=values["lanes"], flits_in=session.flits_in,
                        flits_out=session.flits_out, counters=counters,
-                       mismatch=_mismatch("c", c, gemm_exact(a, b, values["op_bits"])))
+                       mismatch=_mismatch("c", c, gemm_exact(a, b, values["op_bits"])),
+                       nm=geom.nm)
 
     # -- crossbar
 

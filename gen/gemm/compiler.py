@@ -28,6 +28,15 @@ block). A PE's first EXEC therefore needs one B block and one A row.
 
 Results. ``GemmPlan.assemble`` takes each PE's REPLY words in arrival order:
 jobs in EXEC order, groups row-major (row outer, block inner), F flits a group.
+
+N:M tiles. B must obey the tile's N:M pattern along K in every column
+(``OperandError`` names the first group that does not); it is compressed
+(``nm.compress``, K padded with zero rows to a multiple of M) and each block is
+sent as its value words and its metadata words (``nm.block_words``, encoded with
+the tile's layouts), both counted by the tile's word counter. A block's values
+start at a multiple of E (the B words per metadata word) and panels of B split
+at a multiple of E, so a metadata word never serves two blocks. The descriptor's
+k is the true K; the tile pads the last group itself.
 """
 
 from __future__ import annotations
@@ -40,7 +49,9 @@ import numpy as np
 from ...golden.gemm import (Descriptor, GemmGeometry, Share, a_row_words, b_block_words,
                            check_gemm_operands, expected_partition, unpack_results)
 from ...golden.packet import Op, Packet
+from ...hw.tiles.gemm import GemmParams
 from ..errors import OperandError
+from . import nm
 
 ITEM_OPS = {"write": Op.WRITE, "exec": Op.EXEC}
 
@@ -127,11 +138,13 @@ class _Buffer:
         self.last_reader = -1
 
 
-def _panel_size(count: int, stride: int, capacity: int, what: str) -> tuple[int, list[_Buffer]]:
-    """Items (rows or blocks) per panel and the buffers panels alternate over."""
+def _panel_size(count: int, stride: int, capacity: int, what: str,
+                align: int = 1) -> tuple[int, list[_Buffer]]:
+    """Items (rows or blocks) per panel and the buffers panels alternate over; the
+    second buffer starts at a multiple of ``align``."""
     if count * stride <= capacity:
         return count, [_Buffer(0)]
-    half = capacity // 2
+    half = capacity // 2 // align * align
     if half >= stride:
         return half // stride, [_Buffer(0), _Buffer(half)]
     if capacity >= stride:
@@ -146,8 +159,9 @@ def _panels(indices: range, size: int) -> list[range]:
 class _ProgramBuilder:
     """Emits one PE's items and jobs, tracking the DONE gates they need."""
 
-    def __init__(self, geom: GemmGeometry, k: int, words: int):
+    def __init__(self, geom: GemmGeometry, k: int, words: int, sparse_b=None):
         self.geom, self.k = geom, k
+        self.sparse_b = sparse_b        # N:M: (params, values, positions) of the whole B
         self.words = words              # the tile's word counter
         self.after_done = 0             # never decreases: the host sends in order
         self.items: list[Item] = []
@@ -158,12 +172,19 @@ class _ProgramBuilder:
     def build(self, share: Share, a: np.ndarray, b: np.ndarray):
         g, k = self.geom, self.k
         self.a_rows = {r: a_row_words(a[r], g) for r in share.rows}
-        self.b_blocks = {c: b_block_words(b[:, c * g.lanes:(c + 1) * g.lanes], g)
-                         for c in share.blocks}
+        if self.sparse_b is None:
+            self.b_blocks = {c: b_block_words(b[:, c * g.lanes:(c + 1) * g.lanes], g)
+                             for c in share.blocks}
+        else:
+            params, values, positions = self.sparse_b
+            lanes = [slice(c * g.lanes, (c + 1) * g.lanes) for c in share.blocks]
+            self.b_blocks = {c: nm.block_words(values[:, s], positions[:, s], params)
+                             for c, s in zip(share.blocks, lanes)}
         rows_per, a_bufs = _panel_size(len(share.rows), g.astride(k), g.a_words,
                                        f"an A row (k = {k})")
         blocks_per, b_bufs = _panel_size(len(share.blocks), g.bstride(k), g.b_words,
-                                         f"a B block (k = {k})")
+                                         f"a B block (k = {k})",
+                                         align=g.meta_group_words if g.nm else 1)
         a_panels, b_panels = _panels(share.rows, rows_per), _panels(share.blocks, blocks_per)
         a_loads = 0
         for p, b_panel in enumerate(b_panels):
@@ -188,13 +209,14 @@ class _ProgramBuilder:
             b_addr = b_buf.base + len(blocks_in) * g.bstride(k)
             blocks_in.append(block)
             job = (list(rows_in), a_buf, a_buf.base, [block], b_buf, b_addr) if rows_in else None
-            self._arrive(b_buf, b_addr, self.b_blocks[block], job)
+            self._arrive(b_buf, self._block_writes(block, b_addr), job)
 
         def row_arrives(row):
             a_addr = a_buf.base + len(rows_in) * g.astride(k)
             rows_in.append(row)
             job = ([row], a_buf, a_addr, list(blocks_in), b_buf, b_buf.base) if blocks_in else None
-            self._arrive(a_buf, g.a_base + a_addr, self.a_rows[row], job)
+            writes = [(g.a_base + a_addr + i, w) for i, w in enumerate(self.a_rows[row])]
+            self._arrive(a_buf, writes, job)
 
         if load_b:
             block_arrives(b_panel[0])
@@ -205,14 +227,25 @@ class _ProgramBuilder:
             for block in b_panel[1:]:
                 block_arrives(block)
 
-    def _arrive(self, into: _Buffer, addr: int, words: list[int], job: tuple | None):
-        """Write one A row or B block at packet address ``addr``, preceded by the EXEC
-        of the job its words complete, so the tile fires on its word counter."""
+    def _block_writes(self, block: int, b_addr: int) -> list[tuple[int, int]]:
+        """(packet address, word) of a B block at ``b_addr``: its words, or (N:M) its
+        value words and then its metadata words."""
+        g = self.geom
+        if self.sparse_b is None:
+            return [(b_addr + i, w) for i, w in enumerate(self.b_blocks[block])]
+        values, meta = self.b_blocks[block]
+        at = g.meta_base + b_addr // g.meta_group_words
+        return ([(b_addr + i, w) for i, w in enumerate(values)]
+                + [(at + i, w) for i, w in enumerate(meta)])
+
+    def _arrive(self, into: _Buffer, writes: list[tuple[int, int]], job: tuple | None):
+        """Write one A row or B block (packet address, word), preceded by the EXEC of
+        the job its words complete, so the tile fires on its word counter."""
         self.after_done = max(self.after_done, into.free_after)
         if job is not None:
-            self._exec(*job, wait=self.words + len(words))
-        self.items += [Item("write", addr + i, w, self.after_done) for i, w in enumerate(words)]
-        self.words += len(words)
+            self._exec(*job, wait=self.words + len(writes))
+        self.items += [Item("write", addr, w, self.after_done) for addr, w in writes]
+        self.words += len(writes)
 
     def _exec(self, rows: list, a_buf: _Buffer, a_addr: int, blocks: list, b_buf: _Buffer,
               b_addr: int, wait: int):
@@ -226,6 +259,13 @@ class _ProgramBuilder:
         self.jobs.append(Job(tag=tag, rows=tuple(rows), cols=tuple(c * g.lanes for c in blocks),
                              groups=len(rows) * len(blocks)))
         a_buf.last_reader = b_buf.last_reader = j
+
+
+def tile_params(geom: GemmGeometry) -> GemmParams:
+    """The tile's own parameter object for a geometry (its word layouts)."""
+    values = {f: getattr(geom, f) for f in ("lanes", "op_bits", "max_k", "a_words",
+                                            "b_words", "jobs", "sparsity")}
+    return GemmParams(data_bits=geom.data_bits, addr_bits=geom.addr_bits, **values)
 
 
 def compile_gemm(a, b, geom: GemmGeometry, pes: Sequence[tuple[int, int]], *,
@@ -247,9 +287,15 @@ def compile_gemm(a, b, geom: GemmGeometry, pes: Sequence[tuple[int, int]], *,
     if not pes or len(set(pes)) != len(pes):
         raise OperandError(f"pes: {pes} must list at least one PE, each once")
     words_before = words_before or {}
+    sparse_b = None
+    if geom.nm:
+        # Zero columns up to whole lane blocks, then the compressed form of all of B.
+        padded = np.zeros((k, -(-n // geom.lanes) * geom.lanes), dtype=np.int64)
+        padded[:, :n] = b
+        sparse_b = (tile_params(geom), *nm.compress(padded, *geom.nm))
     programs = []
     for (x, y), share in zip(pes, expected_partition(m, n, geom.lanes, len(pes))):
-        builder = _ProgramBuilder(geom, k, words_before.get((x, y), 0))
+        builder = _ProgramBuilder(geom, k, words_before.get((x, y), 0), sparse_b)
         if share is not None:
             builder.build(share, a, b)
         programs.append(PEProgram(x, y, tuple(builder.items), tuple(builder.jobs)))

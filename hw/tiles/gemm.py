@@ -10,7 +10,8 @@ and a B word holds ``g = P // L`` consecutive K-rows of one lane block. An A row
 of a job takes ``ceil(k / P)`` words, a B lane block ``ceil(k / g)`` words.
 
 Address map: B scratchpad at ``[0, b_words)``, A at ``[b_words, b_words +
-a_words)``, status registers at ``2**addr_bits - 16 + i`` (``STATUS_REGISTERS``).
+a_words)`` (N:M: the metadata after A), status registers at ``2**addr_bits -
+16 + i`` (``STATUS_REGISTERS``).
 
 Ops: ``WRITE`` into A or B stores the word and counts it in ``words`` (the
 operand semaphore). ``READ`` of A, B or a status register replies ``REPLY``.
@@ -32,6 +33,42 @@ result buffer has room; a READ of A or B borrows the read ports for one cycle.
 Accumulators are ``acc_bits`` wide, derived so that ``max_k`` products of
 extreme operands never overflow. Nothing is dropped: a reply that cannot leave
 holds the input.
+
+N:M sparsity (``sparsity`` "2:4" or "4:8"; "dense" is all of the above). B is
+stored compressed along K: per lane, every group of ``M`` K-rows keeps ``N``
+values and ``N`` positions of ``mb = log2 M`` bits (the offset in the group,
+strictly increasing), NVIDIA's 2:4 layout: a column's group (1, 2, 0, 0) is
+values (1, 2), positions (0, 1); a group with fewer than ``N`` nonzeros pads with
+zero values at unused positions. A k-panel is ``ks = ceil(k / M) * N`` steps;
+step ``t = grp*N + j`` is the ``j``-th stored entry of group ``grp``. Words, with
+``E`` the largest power of two with ``E*P*mb <= D`` and ``T = E*g``:
+
+- A word (``a_word_layout``, ``ArrayLayout(signed(w), P)``): as dense; ``P`` must
+  be a multiple of ``M``, so group ``grp`` of a row is slots ``[grp*M, grp*M + M)``
+  of word ``grp*M // P``.
+- B value word (``b_word_layout``, ``ArrayLayout(ArrayLayout(signed(w), L), g)``,
+  the dense B word too): ``[s][l]`` is step ``t = word*g + s`` of lane ``l``.
+  A block takes ``vstride = ceil(ks / g)`` words; its stride in B is ``vstride``
+  rounded up to a multiple of ``E`` and ``b_addr`` must be a multiple of ``E``.
+- Metadata word (``meta_word_layout``, ``ArrayLayout(ArrayLayout(unsigned(mb),
+  L), T)``): a region of ``meta_words = ceil(b_words / E)`` words after A
+  (``meta_base = b_words + a_words``); metadata word ``i`` holds the positions of
+  B words ``[i*E, i*E + E)``, ``[t][l]`` being lane ``l`` of step ``t`` of those
+  words (value word ``i*E + t // g``, slot ``t % g``). ``T`` must be a multiple of
+  ``N``, so a block's groups never straddle metadata words. Bits above
+  ``T*L*mb`` are ignored.
+
+E.g. D = 64, int8, 4 lanes, 2:4: P = 8 (two groups per A word), g = 2, E = 4,
+T = 8; a metadata word is 8 steps x 4 lanes x 2 bits, one per 4 value words.
+
+Each lane picks its own A operand, ``grp*M + position`` of the row (0 when that
+is ``k`` or beyond), so a job issues ``ks`` steps (``L`` MACs each) per (row,
+lane block): ``K*N/M`` cycles per k-panel instead of ``K``. A metadata WRITE
+whose positions do not strictly increase inside every group of ``N`` steps is
+refused: ``ERROR`` with ``data = op | 3 << 8``, neither stored nor counted. The
+metadata resets to positions 0..N-1 in every group, so every word the engine
+reads is well-formed and a sum has at most ``k`` nonzero products (``acc_bits``
+holds it). A descriptor whose ``b_addr`` is not a multiple of ``E`` is bad.
 
 Structure (joined by streams; each class states its contract): ``GemmDecoder``
 takes ``i``, writes and reads ``GemmScratchpad`` and queues checked jobs for
@@ -61,6 +98,9 @@ STATUS_WINDOW = 16
 
 ERROR_BAD_DESCRIPTOR = 1
 ERROR_QUEUE_FULL = 2
+ERROR_BAD_METADATA = 3
+
+SPARSITY = {"dense": None, "2:4": (2, 4), "4:8": (4, 8)}
 
 
 def status_base(addr_bits: int) -> int:
@@ -86,6 +126,9 @@ class GemmParams:
         Param("a_words", 512, lo=16, hi=65536, doc="A scratchpad depth in packet-data words"),
         Param("b_words", 512, lo=16, hi=65536, doc="B scratchpad depth in packet-data words"),
         Param("jobs", 4, lo=1, hi=64, doc="EXEC descriptor queue depth"),
+        Param("sparsity", "dense", type="string", choices=tuple(SPARSITY),
+              doc="B's structure along K: dense, or N:M (at most N nonzeros in every M, "
+                  "stored compressed, K*N/M cycles per k-panel)"),
     )
 
     def __init__(self, *, data_bits: int, addr_bits: int, **values):
@@ -99,7 +142,15 @@ class GemmParams:
         self.a_words, self.b_words, self.jobs = a_words, b_words, jobs
         self.data_bits, self.addr_bits = data_bits, addr_bits
         self.operands_per_word = P = data_bits // op_bits
-        self.rows_per_b_word = P // lanes
+        self.rows_per_b_word = g = P // lanes
+        self.sparsity = v["sparsity"]
+        self.sparse = SPARSITY[self.sparsity] is not None
+        self.a_word_layout = data.ArrayLayout(signed(op_bits), P)
+        self.b_word_layout = data.ArrayLayout(data.ArrayLayout(signed(op_bits), lanes), g)
+        self.meta_words = 0
+        if self.sparse:
+            self._check_sparse()
+        self.max_steps = self.k_steps(max_k)
         self.acc_bits = acc_bits_for(op_bits, max_k)
         if self.acc_bits > data_bits:
             raise ValueError(f"data_bits: {data_bits} is not allowed, must be at least "
@@ -107,7 +158,7 @@ class GemmParams:
         self.results_per_flit = data_bits // self.acc_bits
         self.flits_per_group = _ceil_div(lanes, self.results_per_flit)
         ab, bb = a_words.bit_length(), b_words.bit_length()
-        self.wait_bits = (a_words + b_words).bit_length() + 1
+        self.wait_bits = (a_words + b_words + self.meta_words).bit_length() + 1
         self.descriptor_layout = data.StructLayout({
             "k": max_k.bit_length(), "rows": ab, "blocks": bb,
             "a_addr": ab, "b_addr": bb, "wait": self.wait_bits})
@@ -115,16 +166,66 @@ class GemmParams:
             raise ValueError(f"data_bits: {data_bits} is not allowed, must be at least the "
                              f"{self.descriptor_layout.size}-bit EXEC descriptor")
         limit = status_base(addr_bits)
-        if a_words + b_words > limit:
+        meta = f" + {self.meta_words} metadata words" if self.sparse else ""
+        if a_words + b_words + self.meta_words > limit:
             raise ValueError(f"a_words: {a_words} is not allowed with b_words {b_words}, "
-                             f"a_words + b_words must be at most {limit} with addr_bits "
+                             f"a_words + b_words{meta} must be at most {limit} with addr_bits "
                              f"{addr_bits} (16 addresses hold the status registers)")
-        if _ceil_div(max_k, P) > a_words:
+        if self.a_stride(max_k) > a_words:
             raise ValueError(f"a_words: {a_words} is not allowed, must hold one A row of "
-                             f"max_k: at least {_ceil_div(max_k, P)}")
-        if _ceil_div(max_k, self.rows_per_b_word) > b_words:
+                             f"max_k: at least {self.a_stride(max_k)}")
+        if self.b_stride(max_k) > b_words:
             raise ValueError(f"b_words: {b_words} is not allowed, must hold one B block of "
-                             f"max_k: at least {_ceil_div(max_k, self.rows_per_b_word)}")
+                             f"max_k: at least {self.b_stride(max_k)}")
+
+    def _check_sparse(self):
+        n, m = SPARSITY[self.sparsity]
+        P, g, w, D = self.operands_per_word, self.rows_per_b_word, self.op_bits, self.data_bits
+        if P % m:
+            raise ValueError(f"sparsity: {self.sparsity!r} is not allowed with data_bits {D} "
+                             f"and op_bits {w}, must leave whole groups of {m} in an A word "
+                             f"(data_bits / op_bits = {P} is not a multiple of {m})")
+        self.n, self.m = n, m
+        self.meta_bits = mb = m.bit_length() - 1
+        e = 1
+        while 2 * e * P * mb <= D:
+            e *= 2
+        self.meta_group_words = e              # [E] B words per metadata word
+        self.meta_steps = e * g                 # [T] steps per metadata word
+        if self.meta_steps % n:
+            raise ValueError(f"sparsity: {self.sparsity!r} is not allowed with lanes "
+                             f"{self.lanes}, op_bits {w} and data_bits {D}, must leave whole "
+                             f"groups of {n} in a metadata word (it holds {self.meta_steps} "
+                             f"steps of {self.lanes} {mb}-bit positions; a wider data_bits "
+                             f"or fewer lanes fit more)")
+        self.meta_word_layout = data.ArrayLayout(data.ArrayLayout(unsigned(mb), self.lanes),
+                                                 self.meta_steps)
+        self.meta_words = _ceil_div(self.b_words, e)
+        self.meta_base = self.b_words + self.a_words
+        self.meta_reset_word = self.meta_word_layout.const(
+            [[t % n] * self.lanes for t in range(self.meta_steps)]).as_bits()
+
+    # The strides, as integers for integers and as Amaranth expressions for signals.
+
+    def a_stride(self, k):
+        """A words per row of a k-panel."""
+        P = self.operands_per_word
+        return (k + (P - 1)) // P
+
+    def k_steps(self, k):
+        """[ks] issue steps of a k-panel: ``k``, or ``ceil(k / M) * N`` when sparse."""
+        if not self.sparse:
+            return k
+        return ((k + (self.m - 1)) >> (self.m.bit_length() - 1)) << (self.n.bit_length() - 1)
+
+    def b_stride(self, k):
+        """B words per lane block of a k-panel (sparse: its values, rounded up to E)."""
+        g = self.rows_per_b_word
+        words = (self.k_steps(k) + (g - 1)) // g
+        if not self.sparse:
+            return words
+        shift = self.meta_group_words.bit_length() - 1
+        return ((words + (self.meta_group_words - 1)) >> shift) << shift
 
     def manifest(self) -> dict:
         """What a host needs to drive this tile, as the tile derives it."""
@@ -137,6 +238,11 @@ class GemmParams:
             "flits_per_group": self.flits_per_group,
             "b_base": 0,
             "a_base": self.b_words,
+            "sparsity": self.sparsity,
+            **({"nm": [self.n, self.m], "meta_bits": self.meta_bits,
+                "meta_base": self.meta_base, "meta_words": self.meta_words,
+                "meta_group_words": self.meta_group_words, "meta_steps": self.meta_steps}
+               if self.sparse else {}),
             "descriptor": layout_positions(self.descriptor_layout),
             "status_registers": {name: base + k for k, name in enumerate(STATUS_REGISTERS)},
         }
@@ -162,10 +268,12 @@ class GemmDecoder(wiring.Component):
 
     - ``i``: one request per cycle, except while an answer waits on ``answers`` or
       a scratchpad word arrives on ``read_data`` (then ``ready`` is low).
-    - ``write``: a WRITE into A or B, in the scratchpad's own word addresses, on
-      the cycle the request is taken; each counts in ``words`` (the operand
-      semaphore, an output for the engine's firing compare).
-    - ``read`` / ``read_data``: a READ of A or B; its word, due the next cycle
+    - ``write``: a WRITE into A or B (or the metadata, sparse), in the scratchpad's
+      own word addresses, on the cycle the request is taken; each counts in
+      ``words`` (the operand semaphore, an output for the engine's firing compare).
+      A metadata word whose positions do not increase inside a group is refused
+      with an ERROR instead.
+    - ``read`` / ``read_data``: a READ of A, B or the metadata; its word, due the next cycle
       (``GemmScratchpad``'s latency), becomes the data of a REPLY on ``answers``.
     - ``jobs``: a queue of ``jobs`` checked EXEC descriptors (``job_layout``, the
       reply address filled from the EXEC), in arrival order.
@@ -197,7 +305,6 @@ class GemmDecoder(wiring.Component):
         m = Module()
         p, cb = self._p, self._counter_bits
         a_words, b_words = p.a_words, p.b_words
-        P, g = p.operands_per_word, p.rows_per_b_word
         desc_layout = p.descriptor_layout
         errors, flits_in = Signal(cb, name="errors"), Signal(cb, name="flits_in")
         words = self.words
@@ -214,6 +321,16 @@ class GemmDecoder(wiring.Component):
         in_b = req.addr < b_words
         in_a = (req.addr >= b_words) & (req.addr < b_words + a_words)
         local = Mux(in_a, req.addr - b_words, req.addr)
+        stored, readable = in_a | in_b, in_a | in_b
+        write_error = req.op.as_value()
+        if p.sparse:
+            in_m = (req.addr >= p.meta_base) & (req.addr < p.meta_base + p.meta_words)
+            local = Mux(in_m, req.addr - p.meta_base, local)
+            meta_bad = self._metadata_bad(m, req.data)
+            stored, readable = in_a | in_b | (in_m & ~meta_bad), in_a | in_b | in_m
+            write_error = Mux(in_m, Cat(req.op.as_value(), C(0, 5), C(ERROR_BAD_METADATA, 2)),
+                              req.op.as_value())
+            m.d.comb += [self.write.payload.m.eq(in_m), self.read.payload.m.eq(in_m)]
         base = status_base(p.addr_bits)
         is_status = (req.addr >= base) & (req.addr < base + len(STATUS_REGISTERS))
         own = {"errors": errors, "flits_in": flits_in, "words": words}
@@ -227,12 +344,15 @@ class GemmDecoder(wiring.Component):
 
         # Descriptor checks, done as the EXEC arrives so a bad one never reaches the engine.
         desc = data.View(desc_layout, req.data[:desc_layout.size])
-        a_stride = (desc.k + (P - 1)) // P
-        b_stride = (desc.k + (g - 1)) // g
+        a_stride = p.a_stride(desc.k)
+        b_stride = p.b_stride(desc.k)
         desc_ok = ((desc.k >= 1) & (desc.k <= p.max_k) & (desc.rows >= 1) &
                    (desc.blocks >= 1) &
                    (desc.a_addr + desc.rows * a_stride <= a_words) &
                    (desc.b_addr + desc.blocks * b_stride <= b_words))
+        if p.sparse and p.meta_group_words > 1:
+            # A block's metadata starts a metadata word.
+            desc_ok &= desc.b_addr[:p.meta_group_words.bit_length() - 1] == 0
 
         m.submodules.queue = queue = fifo.SyncFIFO(width=self._job_layout.size, depth=p.jobs)
         job = data.View(self._job_layout, queue.w_data)
@@ -252,14 +372,14 @@ class GemmDecoder(wiring.Component):
             m.d.sync += flits_in.eq(flits_in + 1)
             with m.Switch(req.op):
                 with m.Case(Op.WRITE):
-                    with m.If(in_a | in_b):
+                    with m.If(stored):
                         m.d.comb += self.write.valid.eq(1)
                         m.d.sync += words.eq(words + 1)
                     with m.Else():
                         m.d.comb += [answer.eq(1), is_error.eq(1),
-                                     answer_data.eq(req.op.as_value())]
+                                     answer_data.eq(write_error)]
                 with m.Case(Op.READ):
-                    with m.If(in_a | in_b):
+                    with m.If(readable):
                         m.d.comb += self.read.valid.eq(1)
                     with m.Elif(is_status):
                         m.d.comb += answer.eq(1)
@@ -296,6 +416,17 @@ class GemmDecoder(wiring.Component):
         with m.If(self.read_data.valid):
             m.d.sync += [pending.eq(1), reply.data.eq(self.read_data.payload)]
         return m
+
+    def _metadata_bad(self, m, word):
+        """High when ``word``, as a metadata word, has a group whose positions do not
+        strictly increase in some lane."""
+        p = self._p
+        meta = data.View(p.meta_word_layout, word[:p.meta_word_layout.size])
+        bad = Signal(name="metadata_bad")
+        m.d.comb += bad.eq(Cat(meta[t][l] <= meta[t - 1][l]
+                               for t in range(p.meta_steps) if t % p.n
+                               for l in range(p.lanes)).any())
+        return bad
 
 
 class GemmSerializer(wiring.Component):

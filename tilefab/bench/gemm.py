@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..gen.errors import TilefabError
+from ..golden import nm
 from ..golden.gemm import gemm_exact
 from ..verif.runtime import Fabric
 from ..verif.stimulus import random_operands
@@ -88,8 +89,11 @@ def run_gemm_bench(config, sizes, seed: int, plot) -> int:
     rng = np.random.default_rng(seed)
     last = None
     failed = 0
+    pattern = nm.parse_sparsity(info["params"].get("sparsity", "dense"))
     for m, k, n in sizes:
         a, b = random_operands(rng, m, k, n, w)
+        if pattern:
+            b = nm.prune(b, *pattern)      # N:M tiles: util can reach M/N of the dense peak
         c0 = fabric.backend.top.cycles
         t = time.perf_counter()
         run = fabric.gemm(a, b)

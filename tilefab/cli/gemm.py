@@ -9,6 +9,7 @@ import numpy as np
 from ..bench.gemm import register_bench
 from ..gen.config import load
 from ..gen.errors import TilefabError
+from ..golden import nm
 from ..golden.gemm import gemm_exact
 from ..verif.runtime import Fabric
 from ..verif.stimulus import random_operands
@@ -42,6 +43,9 @@ def sim_gemm(args) -> int:
     info = fabric.manifest["gemm"]
     w = info["params"]["op_bits"]
     a, b = random_operands(np.random.default_rng(args.seed), m, k, n, w)
+    pattern = nm.parse_sparsity(info["params"].get("sparsity", "dense"))
+    if pattern:
+        b = nm.prune(b, *pattern)          # the tiles take B with their N:M pattern
     t0 = time.perf_counter()
     run = fabric.gemm(a, b)
     wall = time.perf_counter() - t0
@@ -50,10 +54,15 @@ def sim_gemm(args) -> int:
     pes, lanes = run.pes, run.lanes
     print(f"C = A.B with M={m} K={k} N={n}, int{w} operands, {info['acc_bits']}-bit "
           f"accumulators, on {pes} PEs x {lanes} lanes ({fabric.config['name']})")
+    peak = run.sparse_peak_macs_per_cycle       # the dense peak on dense tiles
     print(f"cycles: {run.cycles} (first flit in to last flit out); ideal at "
-          f"{run.peak_macs_per_cycle} MACs/cycle: {-(-run.macs // run.peak_macs_per_cycle)}")
+          f"{peak:g} {'dense-equivalent ' if pattern else ''}MACs/cycle: "
+          f"{-(-run.macs // int(peak))}")
     print(f"utilization: {run.utilization:.1%} = {run.macs} MACs / ({pes} PEs x {lanes} lanes "
-          f"x {run.cycles} cycles)")
+          f"x {run.cycles} cycles)" + (" against the dense peak" if pattern else ""))
+    if pattern:
+        print(f"{info['params']['sparsity']} sparse B: {run.sparse_utilization:.1%} of the "
+              f"sparse peak ({run.sparse_peak_macs_per_cycle:g} dense-equivalent MACs/cycle)")
     st = run.stall_breakdown()
     print("engine cycles (mean over PEs): " +
           ", ".join(f"{name} {v:.1%}" for name, v in st.items()))
