@@ -2,8 +2,10 @@
 
 The bench is a list of sections (``SECTIONS``), run in order; each prints its tables,
 may add to the plot, and returns its figures (for ``--json``) and whether every run
-agreed with its golden model. Later sections (N:M GEMM, CSR SpMV, MoE routing) add
-themselves to ``SECTIONS``.
+agreed with its golden model.
+
+``nm``: cycles of dense against 2:4 and 4:8 GEMM on the same mesh for every shape,
+small ones included, the speedup beside its limit M/N (``tilefab.bench.sparse_nm``).
 
 ``gather``: ``SparseGather`` accesses per lane per cycle against lanes, banks, the
 reorder window and the index pattern. Each figure is measured from Verilator cycle
@@ -24,6 +26,7 @@ import numpy as np
 from ..gen.errors import TilefabError
 from ..hw.sparse import check_gather_params
 from ..verif.tb_gather import PATTERNS, run_on_verilator
+from .sparse_nm import nm_section
 
 # (lanes, banks, window, ports)
 GATHER_CONFIGS = ((8, 16, 4, 2), (8, 16, 4, 1), (8, 16, 4, 4), (8, 16, 2, 2), (8, 16, 1, 1),
@@ -130,7 +133,7 @@ def gather_section(args) -> tuple[dict, bool, list]:
     return {"rows": rows}, agree, [lambda ax: plot_gather(rows, ax)]
 
 
-SECTIONS = {"gather": gather_section}
+SECTIONS = {"gather": gather_section, "nm": nm_section}
 
 
 def _unit(r) -> tuple:
