@@ -31,8 +31,11 @@ from ..gen.errors import ConfigError, TilefabError
 from ..gen.gemm.compiler import compile_gemm
 from ..gen.generate import generate, packet_format
 from ..gen.imc import tile as imc_tile
+from ..gen.moe import check_moe_operands, plan_experts, plan_gate
 from ..gen.pbit import driver, factor, graph, maxcut, quant
 from ..gen.pbit import tile as pbit_tile
+from ..gen.sparse import spmv as spmv_plan
+from ..golden import moe as golden_moe
 from ..golden.gemm import GemmGeometry, gemm_exact
 from ..golden.packet import Op
 from .session import CocotbBackend, HostError, HostSession, PyverilatorBackend
@@ -198,6 +201,116 @@ class FactorRun:
     cycles: int
     tile: tuple
     mismatch: str = ""
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+
+@dataclass
+class MoeRun:
+    """One mixture-of-experts layer (``golden.moe`` defines it) on the GEMM tiles.
+
+    The gate logits are computed on the tiles (``gate_tiles``), top-k is taken from
+    them on the host (ties to the lowest expert index), and each expert's gathered
+    batch runs on the tiles it is mapped to (``assignment``: round robin when there
+    are more experts than tiles, or by load with ``placement="balanced"``;
+    ``shared``: some tile holds several), all experts in one session. ``out``
+    combines the per-(token, k) outputs ``y`` by ``combine`` ("sum": unweighted;
+    "logit": weighted by the integer gate logits). ``cycles`` is gate + expert
+    session (first flit in to last flit out of each; the host's top-k between them
+    is not counted)."""
+    out: np.ndarray                 # T x O
+    y: np.ndarray                   # T x k x O: token t's j-th expert's output
+    logits: np.ndarray              # T x E, from the tiles
+    indices: np.ndarray             # T x k, each token's experts, best first
+    combine: str
+    expert_load: np.ndarray         # E: tokens per expert
+    tile_load: dict                 # (x, y) -> routed token rows it multiplied
+    assignment: dict                # expert -> the tiles it lives on
+    shared: bool                    # some tile holds several experts
+    gate_tiles: list
+    gate_cycles: int
+    expert_cycles: int
+    macs: int                       # gate and experts, padding excluded
+    flits_in: int
+    flits_out: int
+    counters: dict                  # (x, y) -> {status register: value during the run}
+    mismatch: str = ""
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+    @property
+    def tokens(self) -> int:
+        return int(self.out.shape[0])
+
+    @property
+    def cycles(self) -> int:
+        return self.gate_cycles + self.expert_cycles
+
+    @property
+    def tokens_per_cycle(self) -> float:
+        return self.tokens / self.cycles if self.cycles else 0.0
+
+    @property
+    def imbalance(self) -> float:
+        """Busiest expert's tokens over the mean (1.0: perfectly even)."""
+        mean = float(np.mean(self.expert_load))
+        return float(self.expert_load.max()) / mean if mean else 0.0
+
+    def tile_experts(self) -> dict:
+        """(x, y) -> the experts mapped to it."""
+        return {xy: [e for e, ts in self.assignment.items() if xy in ts]
+                for xy in self.tile_load}
+
+
+@dataclass
+class SpmvRun:
+    """``y = A x`` (CSR) on the spmv tiles.
+
+    ``slot_fill`` is nonzeros over the nonzero slots of the tiles while their engines
+    ran: ``nnz / (lanes x sum of the tiles' busy cycles)``; ``nnz_per_cycle`` is over
+    the whole run (first flit in to last flit out, loading included)."""
+    y: np.ndarray
+    golden: np.ndarray              # the exact product (int64)
+    cycles: int
+    nnz: int
+    tiles: list                     # spmv tiles used
+    lanes: int
+    jobs: int                       # EXECs (tile passes)
+    passes: int
+    counters: dict                  # (x, y) -> {status register: its growth in the run}
+    flits_in: int = 0
+    flits_out: int = 0
+
+    @property
+    def busy(self) -> dict:
+        return {xy: c["busy"] for xy, c in self.counters.items()}
+
+    @property
+    def engine_cycles(self) -> int:
+        """The busiest tile's engine cycles, over all its passes (loading excluded)."""
+        return max(self.busy.values(), default=0)
+
+    @property
+    def nnz_per_cycle(self) -> float:
+        return self.nnz / self.cycles if self.cycles else 0.0
+
+    @property
+    def slot_fill(self) -> float:
+        total = sum(self.busy.values()) * self.lanes
+        return self.nnz / total if total else 0.0
+
+    def tile_fill(self) -> dict:
+        """Per tile: its nonzeros over its lanes x busy cycles."""
+        return {xy: c["nonzeros"] / (self.lanes * c["busy"]) if c["busy"] else 0.0
+                for xy, c in self.counters.items()}
+
+    @property
+    def mismatch(self) -> str:
+        return _mismatch("y", self.y, self.golden)
 
     @property
     def golden_ok(self) -> bool:
@@ -386,6 +499,51 @@ class Fabric:
                       tiles=sorted({j.tile for j in plan.jobs}), jobs=len(plan.jobs),
                       energy_pj=imc_tile.energy_pj(plan), macs=m * k * plan.batch)
 
+    # -- sparse: CSR SpMV
+
+    def spmv(self, a, x, **run) -> SpmvRun:
+        return self._sync(self.spmv_async(a, x, **run))
+
+    async def spmv_async(self, a, x, *, seed: int | None = None, in_stall=None,
+                         out_stall=None) -> SpmvRun:
+        """``y = a @ x`` on every spmv tile: ``a`` a scipy.sparse matrix or ``(indptr,
+        indices, data[, shape])`` of integers, rows split over the tiles, several passes
+        when a tile's storage is too small; exact, checked against ``spmv_exact``."""
+        tiles = self.tiles_of("spmv")
+        plan = spmv_plan.plan_spmv([(t.xy, t.params) for t in tiles], a, x)
+        run = {"seed": seed, "in_stall": in_stall, "out_stall": out_stall}
+        used = sorted({j.tile for j in plan.jobs})
+        counters, cycles, fin, fout = {}, 0, 0, 0
+        y = np.zeros(plan.shape[0], dtype=np.int64)
+        if plan.jobs:
+            before = await self._status({xy: self.tiles[xy] for xy in used}, **run)
+            requests, expect = {}, {}
+            for job in plan.jobs:
+                requests.setdefault(job.tile, []).extend(job.requests)
+                r, dn = expect.get(job.tile, (0, 0))
+                f, d = plan.expected(job)
+                expect[job.tile] = (r + f, dn + d)
+            session = await self._run(requests, expect, **run)
+            replies, taken = [], {}
+            for job in plan.jobs:
+                got = session.streams[job.tile].replies
+                k, f = taken.get(job.tile, 0), plan.expected(job)[0]
+                replies.append(got[k:k + f])
+                taken[job.tile] = k + f
+            for xy in used:
+                want = [j.tag for j in plan.jobs if j.tile == xy]
+                if session.streams[xy].dones != want:
+                    raise HostError(f"tile {xy} finished jobs {session.streams[xy].dones}, "
+                                    f"expected {want}")
+            y = plan.assemble(replies)
+            after = await self._status({xy: self.tiles[xy] for xy in used}, **run)
+            counters = {xy: {k: (after[xy][k] - before[xy][k]) % (1 << 32) for k in after[xy]}
+                        for xy in used}
+            cycles, fin, fout = session.cycles, session.flits_in, session.flits_out
+        return SpmvRun(y=y, golden=plan.golden(), cycles=cycles, nnz=plan.nnz, tiles=used,
+                       lanes=plan.params.lanes, jobs=len(plan.jobs), passes=plan.passes,
+                       counters=counters, flits_in=fin, flits_out=fout)
+
     # -- p-bits
 
     def anneal(self, j, h=None, **kw) -> AnnealRun:
@@ -539,6 +697,64 @@ class Fabric:
                     _mismatch("cycles", r.cycles, g.cycles))
         return r, mismatch
 
+    # -- mixture of experts
+
+    def moe(self, tokens, gate_w, experts, top_k=2, **run) -> MoeRun:
+        return self._sync(self.moe_async(tokens, gate_w, experts, top_k, **run))
+
+    async def moe_async(self, tokens, gate_w, experts, top_k=2, *, combine: str = "sum",
+                        gate_tile=None, placement: str = "static", **run) -> MoeRun:
+        """A dynamically routed MoE layer on the GEMM tiles (``gen.moe``, ``golden.moe``).
+
+        ``tokens`` T x D, ``gate_w`` D x E, ``experts`` E x D x O (or a list of E
+        matrices), all integers in the tiles' ``op_bits``, D <= max_k. Session 1
+        computes the gate logits on every GEMM tile (or on ``gate_tile`` alone);
+        session 2 runs every expert's batch of routed tokens on its tiles, mapped round
+        robin (``placement="static"``) or by this call's load (``"balanced"``).
+        """
+        pes = self.tiles_of("gemm")
+        values = pes[0].values
+        if any(t.values != values for t in pes):
+            raise TilefabError("tiles: GEMM tiles with different parameters in one fabric are "
+                               "not supported by moe(); give them all the same parameters")
+        p = self.config["packet"]
+        geom = GemmGeometry(data_bits=p["data_bits"], addr_bits=p["addr_bits"], **values)
+        ops = check_moe_operands(tokens, gate_w, experts, top_k, geom, combine, placement)
+        coords = [t.xy for t in pes]
+        gate_tiles = coords if gate_tile is None else [self._pick("gemm", gate_tile).xy]
+        before = await self._status({t.xy: t for t in pes}, **run)
+        gate = plan_gate(ops, geom, gate_tiles, {xy: before[xy]["words"] for xy in coords})
+        s1 = await self._moe_session(gate, **run)
+        logits = gate.assemble({xy: s.replies for xy, s in s1.streams.items()})["gate"]
+        indices = golden_moe.top_k(logits, ops.top_k)
+        plan = plan_experts(ops, indices, geom, coords, gate.words, placement)
+        s2 = await self._moe_session(plan.schedule, **run)
+        y = plan.assemble({xy: s.replies for xy, s in s2.streams.items()})
+        out = golden_moe.combine(y, logits, indices, combine)
+        after = await self._status({t.xy: t for t in pes}, **run)
+        counters = {xy: {k: (after[xy][k] - before[xy][k]) % (1 << 32) for k in after[xy]}
+                    for xy in coords}
+        want = golden_moe.moe(ops.tokens, ops.gate_w, ops.experts, ops.top_k, combine)
+        mismatch = (_mismatch("logits", logits, want.logits) or
+                    _mismatch("indices", indices, want.indices) or
+                    _mismatch("y", y, want.y) or _mismatch("out", out, want.out))
+        return MoeRun(out=out, y=y, logits=logits, indices=indices, combine=combine,
+                      expert_load=plan.load, tile_load=plan.tile_tokens(coords),
+                      assignment=plan.assignment, shared=plan.shared, gate_tiles=gate_tiles,
+                      gate_cycles=s1.cycles, expert_cycles=s2.cycles,
+                      macs=gate.plans["gate"].macs + plan.macs,
+                      flits_in=s1.flits_in + s2.flits_in, flits_out=s1.flits_out + s2.flits_out,
+                      counters=counters, mismatch=mismatch)
+
+    async def _moe_session(self, schedule, **run):
+        """Run one ``gen.moe.Schedule``; every tile must finish its jobs in order."""
+        session = await self._run(schedule.requests, schedule.expect, **run)
+        for xy, want in schedule.dones.items():
+            got = session.streams[xy].dones
+            if got != want:
+                raise HostError(f"tile {xy} finished jobs {got}, expected {want}")
+        return session
+
     # -- plumbing
 
     async def _run(self, requests, expect, *, seed=None, in_stall=None, out_stall=None,
@@ -642,4 +858,4 @@ def as_graph(g) -> graph.Graph:
 
 
 __all__ = ["AnnealRun", "CocotbBackend", "Fabric", "FactorRun", "GemmRun", "GoldenBackend", "HostError",
-           "MvmRun", "PyverilatorBackend", "as_graph"]
+           "MoeRun", "MvmRun", "PyverilatorBackend", "SpmvRun", "as_graph"]

@@ -7,6 +7,9 @@ agreed with its golden model.
 ``nm``: cycles of dense against 2:4 and 4:8 GEMM on the same mesh for every shape,
 small ones included, the speedup beside its limit M/N (``tilefab.bench.sparse_nm``).
 
+``moe``: mixture-of-experts routing on the GEMM tiles, tokens per cycle and the load
+on each expert and tile (``tilefab.bench.sparse_moe``).
+
 ``gather``: ``SparseGather`` accesses per lane per cycle against lanes, banks, the
 reorder window and the index pattern. Each figure is measured from Verilator cycle
 counts: every lane's index source always offers and its sink is always ready, and
@@ -26,6 +29,7 @@ import numpy as np
 from ..gen.errors import TilefabError
 from ..hw.sparse import check_gather_params
 from ..verif.tb_gather import PATTERNS, run_on_verilator
+from .sparse_moe import moe_section
 from .sparse_nm import nm_section
 
 # (lanes, banks, window, ports)
@@ -133,7 +137,7 @@ def gather_section(args) -> tuple[dict, bool, list]:
     return {"rows": rows}, agree, [lambda ax: plot_gather(rows, ax)]
 
 
-SECTIONS = {"gather": gather_section, "nm": nm_section}
+SECTIONS = {"gather": gather_section, "nm": nm_section, "moe": moe_section}
 
 
 def _unit(r) -> tuple:
