@@ -238,3 +238,68 @@ def pattern_bound(indices, banks: int, depth: int) -> float:
     inside = flat[(flat >= 0) & (flat < depth)]
     busiest = np.bincount(inside % banks, minlength=banks).max() if inside.size else 0
     return flat.size / (lanes * max(n, int(busiest)))
+
+
+# -- CSR SpMV ---------------------------------------------------------------------------
+#
+# ``spmv_exact`` is the mathematics, ``y = A x`` over the integers, from CSR arrays.
+# ``spmv_tile`` is the SpMV tile (``hw/tiles/spmv.py``'s contract) on the contents of
+# its storage: local row ``r`` runs on lane ``r % lanes`` over that lane's entries
+# ``[end[r - lanes], end[r])`` (0 for the first row of a lane); an end pointer above
+# ``lane_depth`` or below the row's start, or a column ``>= x_depth``, makes the run
+# malformed (the tile answers one ERROR). Each row costs ``max(1, its nonzeros)``
+# slots of its lane, so a run takes at least ``max(slots)`` cycles of the engine.
+
+
+def spmv_exact(indptr, indices, data, x) -> np.ndarray:
+    """``y = A x`` exactly (int64) for the CSR matrix ``(indptr, indices, data)``."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.int64)
+    vals = np.asarray(data, dtype=np.int64)
+    x = np.asarray(x, dtype=np.int64)
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    y = np.zeros(len(indptr) - 1, dtype=np.int64)
+    np.add.at(y, rows, vals[:indptr[-1]] * x[indices[:indptr[-1]]])
+    return y
+
+
+@dataclass
+class SpmvTileRun:
+    """What one EXEC of the SpMV tile produces."""
+    y: np.ndarray            # one sum per local row (zeros when ``bad``)
+    bad: bool                # malformed CSR: the tile answers ERROR, no results
+    slots: np.ndarray        # per lane, gather requests (nonzeros and empty rows)
+    nonzeros: int
+
+    @property
+    def cycle_bound(self) -> int:
+        """Fewest engine cycles the run can take: the busiest lane's slots."""
+        return int(self.slots.max()) if self.slots.size else 0
+
+
+def spmv_tile(ends, entries, x, *, rows: int, lanes: int, lane_depth: int,
+              x_depth: int) -> SpmvTileRun:
+    """The tile's EXEC of ``rows`` local rows. ``ends[r]``: the stored end pointer of row
+    ``r``; ``entries[l]``: lane ``l``'s ``(value, col)`` words; ``x``: the gathered
+    words as signed integers (``x_depth`` of them)."""
+    y = np.zeros(rows, dtype=np.int64)
+    slots = np.zeros(lanes, dtype=np.int64)
+    pos = [0] * lanes
+    bad, nonzeros = False, 0
+    for r in range(rows):
+        lane = r % lanes
+        end = int(ends[r])
+        if end > lane_depth or end < pos[lane]:
+            bad = True
+            end = pos[lane]
+        slots[lane] += max(1, end - pos[lane])
+        acc = 0
+        for value, col in entries[lane][pos[lane]:end]:
+            nonzeros += 1
+            if not 0 <= col < x_depth:
+                bad = True
+                continue
+            acc += int(value) * int(x[col])
+        y[r] = acc
+        pos[lane] = end
+    return SpmvTileRun(np.zeros(rows, dtype=np.int64) if bad else y, bad, slots, nonzeros)

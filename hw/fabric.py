@@ -19,12 +19,14 @@ from .tiles.crossbar import CrossbarTile
 from .tiles.gemm import GemmTile
 from .tiles.memory import MemoryTile
 from .tiles.pbit import PBitTile
+from .tiles.spmv import SpmvTile
 
 TILE_KINDS = {
     "memory": MemoryTile,
     "gemm": GemmTile,
     "crossbar": CrossbarTile,
     "pbit": PBitTile,
+    "spmv": SpmvTile,
 }
 
 

@@ -34,6 +34,7 @@ from ..gen.imc import tile as imc_tile
 from ..gen.moe import check_moe_operands, plan_experts, plan_gate
 from ..gen.pbit import driver, factor, graph, maxcut, quant
 from ..gen.pbit import tile as pbit_tile
+from ..gen.sparse import spmv as spmv_plan
 from ..golden import moe as golden_moe
 from ..golden.gemm import GemmGeometry, gemm_exact
 from ..golden.packet import Op
@@ -265,6 +266,57 @@ class MoeRun:
                 for xy in self.tile_load}
 
 
+@dataclass
+class SpmvRun:
+    """``y = A x`` (CSR) on the spmv tiles.
+
+    ``slot_fill`` is nonzeros over the nonzero slots of the tiles while their engines
+    ran: ``nnz / (lanes x sum of the tiles' busy cycles)``; ``nnz_per_cycle`` is over
+    the whole run (first flit in to last flit out, loading included)."""
+    y: np.ndarray
+    golden: np.ndarray              # the exact product (int64)
+    cycles: int
+    nnz: int
+    tiles: list                     # spmv tiles used
+    lanes: int
+    jobs: int                       # EXECs (tile passes)
+    passes: int
+    counters: dict                  # (x, y) -> {status register: its growth in the run}
+    flits_in: int = 0
+    flits_out: int = 0
+
+    @property
+    def busy(self) -> dict:
+        return {xy: c["busy"] for xy, c in self.counters.items()}
+
+    @property
+    def engine_cycles(self) -> int:
+        """The longest engine time of one tile (the compute span, loading excluded)."""
+        return max(self.busy.values(), default=0)
+
+    @property
+    def nnz_per_cycle(self) -> float:
+        return self.nnz / self.cycles if self.cycles else 0.0
+
+    @property
+    def slot_fill(self) -> float:
+        total = sum(self.busy.values()) * self.lanes
+        return self.nnz / total if total else 0.0
+
+    def tile_fill(self) -> dict:
+        """Per tile: its nonzeros over its lanes x busy cycles."""
+        return {xy: c["nonzeros"] / (self.lanes * c["busy"]) if c["busy"] else 0.0
+                for xy, c in self.counters.items()}
+
+    @property
+    def mismatch(self) -> str:
+        return _mismatch("y", self.y, self.golden)
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+
 # -- the handle ------------------------------------------------------------------------
 
 class Fabric:
@@ -446,6 +498,51 @@ class Fabric:
                       golden=imc_tile.golden_outputs(plan), cycles=session.cycles,
                       tiles=sorted({j.tile for j in plan.jobs}), jobs=len(plan.jobs),
                       energy_pj=imc_tile.energy_pj(plan), macs=m * k * plan.batch)
+
+    # -- sparse: CSR SpMV
+
+    def spmv(self, a, x, **run) -> SpmvRun:
+        return self._sync(self.spmv_async(a, x, **run))
+
+    async def spmv_async(self, a, x, *, seed: int | None = None, in_stall=None,
+                         out_stall=None) -> SpmvRun:
+        """``y = a @ x`` on every spmv tile: ``a`` a scipy.sparse matrix or ``(indptr,
+        indices, data[, shape])`` of integers, rows split over the tiles, several passes
+        when a tile's storage is too small; exact, checked against ``spmv_exact``."""
+        tiles = self.tiles_of("spmv")
+        plan = spmv_plan.plan_spmv([(t.xy, t.params) for t in tiles], a, x)
+        run = {"seed": seed, "in_stall": in_stall, "out_stall": out_stall}
+        used = sorted({j.tile for j in plan.jobs})
+        counters, cycles, fin, fout = {}, 0, 0, 0
+        y = np.zeros(plan.shape[0], dtype=np.int64)
+        if plan.jobs:
+            before = await self._status({xy: self.tiles[xy] for xy in used}, **run)
+            requests, expect = {}, {}
+            for job in plan.jobs:
+                requests.setdefault(job.tile, []).extend(job.requests)
+                r, dn = expect.get(job.tile, (0, 0))
+                f, d = plan.expected(job)
+                expect[job.tile] = (r + f, dn + d)
+            session = await self._run(requests, expect, **run)
+            replies, taken = [], {}
+            for job in plan.jobs:
+                got = session.streams[job.tile].replies
+                k, f = taken.get(job.tile, 0), plan.expected(job)[0]
+                replies.append(got[k:k + f])
+                taken[job.tile] = k + f
+            for xy in used:
+                want = [j.tag for j in plan.jobs if j.tile == xy]
+                if session.streams[xy].dones != want:
+                    raise HostError(f"tile {xy} finished jobs {session.streams[xy].dones}, "
+                                    f"expected {want}")
+            y = plan.assemble(replies)
+            after = await self._status({xy: self.tiles[xy] for xy in used}, **run)
+            counters = {xy: {k: (after[xy][k] - before[xy][k]) % (1 << 32) for k in after[xy]}
+                        for xy in used}
+            cycles, fin, fout = session.cycles, session.flits_in, session.flits_out
+        return SpmvRun(y=y, golden=plan.golden(), cycles=cycles, nnz=plan.nnz, tiles=used,
+                       lanes=plan.params.lanes, jobs=len(plan.jobs), passes=plan.passes,
+                       counters=counters, flits_in=fin, flits_out=fout)
 
     # -- p-bits
 
@@ -761,4 +858,4 @@ def as_graph(g) -> graph.Graph:
 
 
 __all__ = ["AnnealRun", "CocotbBackend", "Fabric", "FactorRun", "GemmRun", "GoldenBackend", "HostError",
-           "MoeRun", "MvmRun", "PyverilatorBackend", "as_graph"]
+           "MoeRun", "MvmRun", "PyverilatorBackend", "SpmvRun", "as_graph"]

@@ -7,6 +7,10 @@ agreed with its golden model.
 ``nm``: cycles of dense against 2:4 and 4:8 GEMM on the same mesh for every shape,
 small ones included, the speedup beside its limit M/N (``tilefab.bench.sparse_nm``).
 
+``spmv``: CSR SpMV on the spmv tiles against density: nonzeros per cycle, slot fill,
+speedup over the dense GEMM of the same matrix beside 1/density
+(``tilefab.bench.sparse_spmv``).
+
 ``moe``: mixture-of-experts routing on the GEMM tiles, tokens per cycle and the load
 on each expert and tile (``tilefab.bench.sparse_moe``).
 
@@ -31,6 +35,7 @@ from ..hw.sparse import check_gather_params
 from ..verif.tb_gather import PATTERNS, run_on_verilator
 from .sparse_moe import moe_section
 from .sparse_nm import nm_section
+from .sparse_spmv import spmv_section
 
 # (lanes, banks, window, ports)
 GATHER_CONFIGS = ((8, 16, 4, 2), (8, 16, 4, 1), (8, 16, 4, 4), (8, 16, 2, 2), (8, 16, 1, 1),
@@ -137,7 +142,8 @@ def gather_section(args) -> tuple[dict, bool, list]:
     return {"rows": rows}, agree, [lambda ax: plot_gather(rows, ax)]
 
 
-SECTIONS = {"gather": gather_section, "nm": nm_section, "moe": moe_section}
+SECTIONS = {"gather": gather_section, "nm": nm_section, "spmv": spmv_section,
+            "moe": moe_section}
 
 
 def _unit(r) -> tuple:
