@@ -17,11 +17,14 @@ Every run is checked against its exact model; ``ok`` says whether all agreed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
 from ..verif.runtime import Fabric
 
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "spmv2x2.yaml"
 DENSITIES = (1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32)
 FILL_TARGET = 0.70
 SPEEDUP_TARGET = 0.8          # x 1/density, for densities >= 1/16
@@ -35,7 +38,7 @@ def random_matrix(rng, m: int, k: int, density: float, bits: int = 8):
                      data_rvs=values).astype(np.int64)
 
 
-def spmv_figures(config="examples/spmv2x2.yaml", densities=DENSITIES, *, m: int = 64,
+def spmv_figures(config=DEFAULT_CONFIG, densities=DENSITIES, *, m: int = 64,
                  k: int = 256, seed: int = 1, fab: Fabric | None = None,
                  dense: bool = True, quiet: bool = False) -> list:
     """One row per density (see the module docstring); prints the table unless quiet."""
