@@ -27,6 +27,7 @@ cycle against it, so a difference fails the run).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -207,5 +208,6 @@ def plot(plotters: list, path: str):
     for draw, ax in zip(plotters, np.ravel(axes)):
         draw(ax)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -28,6 +28,6 @@ def register(commands, bench):
                         "2] (default: a sweep)")
     b.add_argument("--n", type=int, default=0, help="indices per lane (default 2048, quick 512)")
     b.add_argument("--seed", type=_seed_arg, default=1, help="seeds the index patterns")
-    b.add_argument("--plot", default="sparse_gather.png", help="where to write the PNG")
+    b.add_argument("--plot", default="build/sparse_bench.png", help="where to write the PNG")
     b.add_argument("--json", default=None, help="also write the figures as JSON")
     b.set_defaults(func=_bench)
