@@ -81,6 +81,7 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith import ceil_div
 from ..noc.packet import Op
 from ..tile import (
     COUNTER_BITS,
@@ -89,13 +90,12 @@ from ..tile import (
     check_params,
     field_width,
     layout_positions,
+    status_base,
 )
 from .gemm_engine import ENGINE_COUNTERS, GemmEngine, GemmScratchpad, scratchpad_layouts
 
 STATUS_REGISTERS = ("dropped", "errors", "flits_in", "flits_out", "words", "jobs_done",
                     "busy", "stall_operands", "stall_noc")
-STATUS_WINDOW = 16
-
 ERROR_BAD_DESCRIPTOR = 1
 ERROR_QUEUE_FULL = 2
 ERROR_BAD_METADATA = 3
@@ -103,17 +103,9 @@ ERROR_BAD_METADATA = 3
 SPARSITY = {"dense": None, "2:4": (2, 4), "4:8": (4, 8)}
 
 
-def status_base(addr_bits: int) -> int:
-    return (1 << addr_bits) - STATUS_WINDOW
-
-
 def acc_bits_for(op_bits: int, max_k: int) -> int:
     # The largest magnitude is max_k * (-2**(w-1))**2, a positive sum.
     return (max_k << (2 * op_bits - 2)).bit_length() + 1
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
 
 
 class GemmParams:
@@ -156,7 +148,7 @@ class GemmParams:
             raise ValueError(f"data_bits: {data_bits} is not allowed, must be at least "
                              f"acc_bits = {self.acc_bits} (op_bits {op_bits}, max_k {max_k})")
         self.results_per_flit = data_bits // self.acc_bits
-        self.flits_per_group = _ceil_div(lanes, self.results_per_flit)
+        self.flits_per_group = ceil_div(lanes, self.results_per_flit)
         ab, bb = a_words.bit_length(), b_words.bit_length()
         self.wait_bits = (a_words + b_words + self.meta_words).bit_length() + 1
         self.descriptor_layout = data.StructLayout({
@@ -200,7 +192,7 @@ class GemmParams:
                              f"or fewer lanes fit more)")
         self.meta_word_layout = data.ArrayLayout(data.ArrayLayout(unsigned(mb), self.lanes),
                                                  self.meta_steps)
-        self.meta_words = _ceil_div(self.b_words, e)
+        self.meta_words = ceil_div(self.b_words, e)
         self.meta_base = self.b_words + self.a_words
         self.meta_reset_word = self.meta_word_layout.const(
             [[t % n] * self.lanes for t in range(self.meta_steps)]).as_bits()
