@@ -11,6 +11,9 @@ small ones included, the speedup beside its limit M/N (``tilefab.bench.sparse_nm
 speedup over the dense GEMM of the same matrix beside 1/density
 (``tilefab.bench.sparse_spmv``).
 
+``synth``: yosys ``synth_ecp5`` resources of the 8x16 gather unit and of a 1x1 fabric
+of each sparse tile beside the dense GEMM tile (``tilefab.bench.sparse_synth``).
+
 ``moe``: mixture-of-experts routing on the GEMM tiles, tokens per cycle and the load
 on each expert and tile (``tilefab.bench.sparse_moe``).
 
@@ -34,6 +37,7 @@ import numpy as np
 from ..gen.errors import TilefabError
 from ..hw.sparse import check_gather_params
 from ..verif.tb_gather import PATTERNS, run_on_verilator
+from . import sparse_synth
 from .sparse_moe import moe_section
 from .sparse_nm import nm_section
 from .sparse_spmv import spmv_section
@@ -143,8 +147,12 @@ def gather_section(args) -> tuple[dict, bool, list]:
     return {"rows": rows}, agree, [lambda ax: plot_gather(rows, ax)]
 
 
+def synth_section(args) -> tuple[dict, bool, list]:
+    return sparse_synth.synth_section(args, [gather_hw(8, 16, 4, 2)])
+
+
 SECTIONS = {"gather": gather_section, "nm": nm_section, "spmv": spmv_section,
-            "moe": moe_section}
+            "moe": moe_section, "synth": synth_section}
 
 
 def _unit(r) -> tuple:
