@@ -15,16 +15,18 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import jsonschema
-import yaml
 
 from .. import __version__, hw
 from ..golden.packet import coord_bits_for
 from ..hw.fabric import TILE_KINDS
 from . import toolchain
 from .errors import ConfigError
+from .loader import LoadError, clip, load_yaml
+from .names import check_name
 
 MAX_DIM = 16
 COUNTER_BITS = 32
@@ -100,6 +102,21 @@ SCHEMA = {
 }
 
 
+def _is_integer(_checker, v) -> bool:
+    # strict: 2.0 is not an integer here (the loader has already read a YAML 2.0 as 2)
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(_checker, v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}))
+
+
 def _path(parts) -> str:
     out = ""
     for p in parts:
@@ -113,30 +130,38 @@ def _message(err: jsonschema.ValidationError) -> str:
         lo, hi = schema.get("minimum"), schema.get("maximum")
         rng = f"{lo}..{hi}" if lo is not None and hi is not None else (
             f">= {lo}" if lo is not None else f"<= {hi}")
-        return f"{json.dumps(v)} is not allowed, must be {rng}"
+        return f"{clip(v)} is not allowed, must be {rng}"
     if err.validator == "type":
-        return f"{json.dumps(v)} is not allowed, must be of type {err.validator_value}"
+        finite = " (finite)" if isinstance(v, float) and err.validator_value == "number" else ""
+        return f"{clip(v)} is not allowed, must be of type {err.validator_value}{finite}"
     if err.validator == "enum":
-        return (f"{json.dumps(v)} is not allowed, must be one of "
+        return (f"{clip(v)} is not allowed, must be one of "
                 f"{', '.join(map(str, err.validator_value))}")
     if err.validator == "pattern":
-        return f"{json.dumps(v)} is not allowed, must match {err.validator_value}"
+        return f"{clip(v)} is not allowed, must match {err.validator_value}"
     if err.validator == "additionalProperties":
-        extra = sorted(set(v) - set(schema.get("properties", {})))
-        return (f"unknown field {', '.join(map(repr, extra))}; allowed fields: "
+        extra = sorted(set(v) - set(schema.get("properties", {})), key=str)
+        return (f"unknown field {', '.join(_key(k) for k in extra[:4])}"
+                f"{' and more' if len(extra) > 4 else ''}; allowed fields: "
                 f"{', '.join(schema.get('properties', {}))}")
     if err.validator == "required":
-        return err.message.replace("is a required property", "is missing (required)")
-    return err.message
+        missing = [k for k in err.validator_value if k not in v]
+        return f"{', '.join(map(repr, missing))} is missing (required)"
+    return f"{clip(v)} is not allowed ({err.validator} {clip(err.validator_value)})"
+
+
+def _key(k) -> str:
+    return repr(k) if isinstance(k, str) and len(k) <= 40 else clip(k, 40)
 
 
 def _validate(instance, schema, base=()):
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(instance),
+    """The first error (by YAML path) as one line naming its field, and how many follow."""
+    errors = sorted(_Validator(schema).iter_errors(instance),
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = [f"{_path(base + tuple(e.absolute_path))}: {_message(e)}"
-                 if base or e.absolute_path else _message(e) for e in errors]
-        raise ConfigError("", "\n".join(lines))
+        e = errors[0]
+        more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+        raise ConfigError(_path(base + tuple(e.absolute_path)), _message(e) + more)
 
 
 def _fill_defaults(instance: dict, schema: dict) -> dict:
@@ -152,7 +177,7 @@ def _tile(spec: dict, where: tuple) -> dict:
     path = _path(where)
     kind = spec.get("kind")
     if not isinstance(kind, str) or kind not in TILE_KINDS:
-        raise ConfigError(f"{path}.kind", f"{json.dumps(kind, default=repr)} is not a tile "
+        raise ConfigError(f"{path}.kind", f"{clip(kind)} is not a tile "
                                           f"kind, must be one of {', '.join(sorted(TILE_KINDS))}")
     params = {k: v for k, v in spec.items() if k not in ("kind", "x", "y")}
     schema = {"type": "object", "additionalProperties": False,
@@ -167,6 +192,9 @@ def resolve(raw) -> dict:
         raise ConfigError("", "a fabric config must be a YAML mapping with at least 'mesh'")
     _validate(raw, SCHEMA)
     cfg = _fill_defaults(copy.deepcopy(raw), SCHEMA)
+    why = check_name(cfg["name"])
+    if why:
+        raise ConfigError("name", f"{clip(cfg['name'])} is not allowed, {why}")
     cols, rows = cfg["mesh"]["cols"], cfg["mesh"]["rows"]
 
     need = coord_bits_for(cols, rows)
@@ -230,20 +258,26 @@ def tile_params(tile: dict, pkt: dict, where: str = "tiles"):
 
 
 def load(path) -> dict:
-    """Read and resolve a YAML config file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config {path}: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    """Read (through the guarded loader) and resolve a YAML config file; an error names
+    the file, the line of the field it refuses and the field."""
+    raw, lines = load_yaml(path, "config")
     try:
         return resolve(raw)
     except ConfigError as exc:
-        raise ConfigError("", f"{path}: {exc}") from None
+        parts = _parts(exc.path)
+        line = lines.line(parts) if parts else None
+        raise LoadError(path, str(exc), line) from None
+
+
+def _parts(path: str) -> tuple:
+    """``tiles.at[0].x`` -> ``("tiles", "at", 0, "x")``."""
+    out = []
+    for dotted in path.split("."):
+        name, *idx = dotted.split("[")
+        if name:
+            out.append(name)
+        out += [int(i.rstrip("]")) for i in idx if i.rstrip("]").isdigit()]
+    return tuple(out)
 
 
 def hw_source_hash() -> str:

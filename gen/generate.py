@@ -9,6 +9,7 @@ config hash and is byte-identical for identical configs.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ class Generated:
 
 def generate(cfg: dict, top: str = "fabric", out_dir=None) -> Generated:
     """Emit ``top`` for ``cfg`` into the cache (once per hash); copy to ``out_dir`` if given."""
+    out = None if out_dir is None else output_dir(out_dir)
     digest = config_hash(cfg, top)
     name = top_name(cfg, top)
     entry = cache_root() / "gen" / f"{name}-{digest}"
@@ -145,10 +147,30 @@ def generate(cfg: dict, top: str = "fabric", out_dir=None) -> Generated:
             # The manifest is written last: its presence marks a complete entry.
             mfile.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     result = Generated(name, vfile, mfile, json.loads(mfile.read_text()), cached)
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(vfile, out / vfile.name)
-        shutil.copyfile(mfile, out / mfile.name)
+    if out is not None:
+        try:
+            shutil.copyfile(vfile, out / vfile.name)
+            shutil.copyfile(mfile, out / mfile.name)
+        except OSError as exc:
+            raise TilefabError(f"-o {out}: cannot write there ({exc.strerror or exc})") \
+                from None
         result = Generated(name, out / vfile.name, out / mfile.name, result.manifest, cached)
     return result
+
+
+def output_dir(path) -> Path:
+    """``path`` as an output folder, created if need be; ``TilefabError`` naming it if it
+    is a file or cannot be created or written."""
+    if not str(path).strip():
+        raise TilefabError("-o: an empty path is not allowed, name an output folder")
+    out = Path(path)
+    try:
+        if out.exists() and not out.is_dir():
+            raise TilefabError(f"-o {out}: is a file, not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        raise TilefabError(f"-o {out}: cannot create this folder "
+                           f"({getattr(exc, 'strerror', None) or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise TilefabError(f"-o {out}: this folder is not writable")
+    return out

@@ -44,7 +44,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["pbit", "maxcut", str(_ring_file(tmp_path)), "--sweeps", "0"])
     assert exc.value.code == 2
-    assert "--sweeps must be a positive integer, got '0'" in capsys.readouterr().err
+    assert '--sweeps must be an integer 1..1000000, not "0"' in capsys.readouterr().err
 
 
 def test_bench_runs_without_peer_or_synth(tmp_path, capsys, monkeypatch):

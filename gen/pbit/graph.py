@@ -7,12 +7,21 @@ weights. The rudy format (G-set) is: a first line ``n m``, then m lines ``i j w`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ...hw.tiles.pbit import LANES_MAX_N
 from ..errors import ConfigError
+from ..loader import clip, read_text
+from ..names import safe_name
+
+MAX_NODES = LANES_MAX_N       # the largest p-bit tile; also bounds the dense n x n W()
+MAX_WEIGHT = (1 << 31) - 1    # far beyond any J width; keeps every sum inside int64
+MAX_BYTES = 64 << 20          # G-set's largest files are a few MB
+_INT = re.compile(r"[+-]?[0-9]+\Z")
 
 
 @dataclass
@@ -53,14 +62,21 @@ def from_edges(edges, n: int | None = None, name: str = "") -> Graph:
             raise ConfigError(f"graph[{k}]", f"{e!r} is not an edge, must be (i, j, w)") from None
         for v in (i, j, w):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ConfigError(f"graph[{k}]", f"{e!r}: nodes and weights must be integers")
-        if i < 0 or j < 0:
-            raise ConfigError(f"graph[{k}]", f"{e!r}: nodes are 0-based, must be >= 0")
+                raise ConfigError(f"graph[{k}]", f"{clip(e)}: nodes and weights must be "
+                                                 f"integers")
+        if i < 0 or j < 0 or i >= MAX_NODES or j >= MAX_NODES:
+            raise ConfigError(f"graph[{k}]", f"{clip(e)}: nodes are 0-based, must be "
+                                             f"0..{MAX_NODES - 1}")
+        if abs(w) > MAX_WEIGHT:
+            raise ConfigError(f"graph[{k}]", f"weight {clip(w)} is not allowed, must be "
+                                             f"-{MAX_WEIGHT}..{MAX_WEIGHT}")
         if i == j:
             raise ConfigError(f"graph[{k}]", f"self-loop on node {i} is not allowed")
         rows.append((min(i, j), max(i, j), w))
     size = max((b for _, b, _ in rows), default=-1) + 1
     n = size if n is None else n
+    if not isinstance(n, (int, np.integer)) or n > MAX_NODES:
+        raise ConfigError("graph", f"n = {clip(n)} is not allowed, must be 1..{MAX_NODES}")
     if n < max(size, 1):
         raise ConfigError("graph", f"n = {n} is too small for node {size - 1}")
     seen = set()
@@ -73,34 +89,38 @@ def from_edges(edges, n: int | None = None, name: str = "") -> Graph:
 
 
 def read_rudy(path) -> Graph:
+    """A rudy file through the guarded loader: UTF-8, at most ``MAX_BYTES``, at most
+    ``MAX_NODES`` nodes, integer weights within ``MAX_WEIGHT``; the graph is named after
+    the file, sanitised to a Verilog-safe identifier."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read graph file ({exc.strerror})") from None
+    text = read_text(path, "graph file", MAX_BYTES)
     lines = [(k + 1, ln.split()) for k, ln in enumerate(text.splitlines()) if ln.strip()]
     if not lines:
         raise ConfigError(str(path), "empty graph file; expected a first line 'nodes edges'")
     lineno, head = lines[0]
-    if len(head) != 2 or not all(t.isdigit() for t in head):
+    if len(head) != 2 or not all(t.isascii() and t.isdigit() and len(t) < 12 for t in head):
         raise ConfigError(f"{path}:{lineno}", "first line must be 'nodes edges' "
                                               "(two non-negative integers)")
     n, m = int(head[0]), int(head[1])
-    if n < 1:
-        raise ConfigError(f"{path}:{lineno}", "nodes must be >= 1")
+    if not 1 <= n <= MAX_NODES:
+        raise ConfigError(f"{path}:{lineno}", f"nodes: {n} is not allowed, must be "
+                                              f"1..{MAX_NODES} (the largest p-bit tile)")
+    if m > n * (n - 1) // 2:
+        raise ConfigError(f"{path}:{lineno}", f"edges: {m} is not allowed, a simple graph "
+                                              f"of {n} nodes has at most {n * (n - 1) // 2}")
     body = lines[1:]
     if len(body) != m:
         raise ConfigError(f"{path}:{lineno}", f"header announces {m} edges but the file "
                                               f"has {len(body)} edge lines")
     edges, weights, seen = [], [], set()
     for lineno, tok in body:
-        try:
-            if len(tok) != 3:
-                raise ValueError
-            i, j, w = int(tok[0]), int(tok[1]), int(tok[2])
-        except ValueError:
+        if len(tok) != 3 or not all(_INT.match(t) and len(t) < 24 for t in tok):
             raise ConfigError(f"{path}:{lineno}", "edge line must be 'i j w' "
-                                                  "(three integers)") from None
+                                                  "(three integers)")
+        i, j, w = int(tok[0]), int(tok[1]), int(tok[2])
+        if abs(w) > MAX_WEIGHT:
+            raise ConfigError(f"{path}:{lineno}", f"weight {w} is not allowed, must be "
+                                                  f"-{MAX_WEIGHT}..{MAX_WEIGHT}")
         if not (1 <= i <= n and 1 <= j <= n):
             raise ConfigError(f"{path}:{lineno}", f"node numbers must lie in [1, {n}], "
                                                   f"got {i} {j}")
@@ -113,7 +133,7 @@ def read_rudy(path) -> Graph:
         edges.append((a, b))
         weights.append(w)
     return Graph(n, np.array(edges, dtype=np.int64).reshape(-1, 2),
-                 np.array(weights, dtype=np.int64), name=path.stem)
+                 np.array(weights, dtype=np.int64), name=safe_name(path.stem, "g"))
 
 
 def dsatur(neighbours) -> np.ndarray:

@@ -122,7 +122,8 @@ class Schedule(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = memory.Memory(shape=self._layout, depth=self._depth, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=self._layout, depth=max(2, self._depth),
+                                               init=[])  # 2: no 0-bit address at depth 1
         wp = mem.write_port()
         rp = mem.read_port(domain="comb")
         entry = Signal(bits_for(self._depth))

@@ -117,8 +117,9 @@ class LaneFetch(wiring.Component):
         bus, S = self.bus, self._slots
         ctrl = bus.ctrl
         m.submodules.edges = emem = memory.Memory(shape=self._edge_layout,
-                                                  depth=self._edge_depth, init=[])
-        m.submodules.nodes = nmem = memory.Memory(shape=self._node_layout, depth=S, init=[])
+                                                  depth=max(2, self._edge_depth), init=[])
+        m.submodules.nodes = nmem = memory.Memory(shape=self._node_layout, depth=max(2, S),
+                                                  init=[])   # 2: no 0-bit address
         mine = bus.write & ((ctrl.slot == self._lane) if self._lanes > 1 else Const(1))
         ew, nw = emem.write_port(), nmem.write_port()
         m.d.comb += [ew.addr.eq(ctrl.index), ew.data.eq(ctrl.data),
@@ -184,7 +185,7 @@ class LaneUpdate(wiring.Component):
         m = Module()
         bus, own, fb, rb = self.bus, self.own, self._field_bits, self._rand_bits
         half = 1 << (rb - 1)
-        m.submodules.rng = rmem = memory.Memory(shape=unsigned(32), depth=self._slots,
+        m.submodules.rng = rmem = memory.Memory(shape=unsigned(32), depth=max(2, self._slots),
                                                 init=self._seeds)
         m.submodules.lut = lut = memory.Memory(shape=unsigned(rb), depth=len(self._tanh),
                                                init=self._tanh)

@@ -79,7 +79,8 @@ class MemoryTile(wiring.Component):
         m = Module()
         layout = self._layout
         data_bits = Shape.cast(layout["data"].shape).width
-        m.submodules.mem = mem = memory.Memory(shape=data_bits, depth=self._depth, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=data_bits, depth=max(2, self._depth),
+                                               init=[])  # 2: no 0-bit address at depth 1
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 

@@ -13,10 +13,12 @@ import sys
 
 from ..gen import toolchain
 from ..gen.errors import TilefabError
-from . import core, gemm, imc, pbit, sparse
+from ..gen.loader import clip
+from . import core, fuzz, gemm, imc, pbit, sparse
 
 # Modules that contribute subcommands, in the order they appear in --help.
-EXTENSIONS = (core, gemm, imc, pbit, sparse)
+EXTENSIONS = (core, gemm, imc, pbit, sparse, fuzz)
+MAX_ERROR = 400         # an error is one line of at most this many characters
 
 
 def _doctor(args) -> int:
@@ -39,8 +41,15 @@ def _doctor(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``tilefab sim: error: argument --seed: ...``), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tilefab",
         description="Generate, simulate, benchmark and synthesize tile fabrics.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,11 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)     # usage errors: one line, SystemExit(2)
     try:
         return args.func(args) or 0
     except TilefabError as exc:
-        print(f"tilefab: error: {exc}", file=sys.stderr)
+        print(f"tilefab: error: {clip(str(exc), MAX_ERROR, text=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -13,10 +12,22 @@ from ..gen.config import load
 from ..gen.errors import TilefabError
 from ..gen.generate import TOPS, generate
 from ..gen.lint import LINT_WAIVERS, lint_file
+from ..gen.loader import clip, read_text
+from ..gen.names import check_name
 from ..gen.synth import synthesize
 from ..verif.runner import run_generated
+from .args import check_elements, fraction, integer, seed
 from .gemm import sim_gemm
 from .jobs import JOBS, run_jobs
+
+# Bounds on sizes a run allocates: beyond them a run is refused, not attempted.
+MAX_REQUESTS = 1_000_000
+MAX_DIM = 4096          # a GEMM/MVM operand side: 4096 x 4096 int64 is 128 MB
+MAX_VECTORS = 65_536
+MAX_SWEEPS = 1_000_000
+MAX_FACTOR = (1 << 32) - 1
+MAX_CYCLES = 1_000_000
+_MEM = "larger operands would not fit this machine's memory"
 
 
 def _generate(args) -> int:
@@ -38,8 +49,7 @@ def _lint(args) -> int:
         g = generate(load(target), args.top)
         files = [(g.verilog, g.module)]
     elif target.is_dir():
-        manifest = target / "manifest.json"
-        module = json.loads(manifest.read_text())["module"] if manifest.exists() else None
+        module = _manifest_module(target / "manifest.json")
         files = [(f, module) for f in sorted(target.glob("*.v"))]
         if not files:
             raise TilefabError(f"{target}: no .v files to lint (run tilefab generate first)")
@@ -60,6 +70,21 @@ def _lint(args) -> int:
     return 1 if failed else 0
 
 
+def _manifest_module(manifest: Path):
+    """The top module a manifest names, None without one; a broken one is an error."""
+    if not manifest.exists():
+        return None
+    try:
+        module = json.loads(read_text(manifest, "manifest"))["module"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TilefabError(f"{manifest}: not a tilefab manifest ({clip(str(exc), 80, text=True)}"
+                           f"); run tilefab generate again") from None
+    why = check_name(module)
+    if why:
+        raise TilefabError(f"{manifest}: module {clip(module)} {why}")
+    return module
+
+
 def _synth(args) -> int:
     cfg = load(args.config)
     g = generate(cfg, args.top)
@@ -74,6 +99,12 @@ def _synth(args) -> int:
 def _sim(args) -> int:
     if args.factor is not None and args.factor < 4:
         raise TilefabError(f"--factor: {args.factor} is not allowed, must be >= 4")
+    k = args.k or 64
+    check_elements("--m x --k", args.m, k)
+    check_elements("--k x --n", k, args.n)
+    check_elements("--m x --n", args.m, args.n)
+    check_elements("--mvm-rows x --mvm-cols", args.mvm_rows, args.mvm_cols)
+    check_elements("--vectors x --mvm-cols", args.vectors, args.mvm_cols)
     cfg = load(args.config)
     memory_only = all(t["kind"] == "memory" for t in cfg["tile_map"])
     workload = args.workload or ("memory" if memory_only else "all")
@@ -97,19 +128,14 @@ def _sim(args) -> int:
           f"({', '.join(f'{k} {v}' for k, v in sorted(r['replies_by_op'].items()))})")
     print(f"unroutable packets dropped and counted: {r['dropped_at_host_router']}")
     print(f"cycles: {r['cycles']}  (log: {run / 'sim.log'})")
+    if not r["replies_checked"]:
+        print("FAIL: no reply was checked, so nothing was verified", file=sys.stderr)
+        return 1
     print("PASS: RTL matches the golden model")
     return 0
 
 
-def _seed_arg(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if not 0 <= v < 1 << 32:
-        raise argparse.ArgumentTypeError(f"--seed must be an integer 0..{(1 << 32) - 1}, "
-                                         f"not {text!r}")
-    return v
+_seed_arg = seed          # the name the other CLI modules import
 
 
 def _mesh_arg(text: str):
@@ -158,36 +184,36 @@ def register(commands, bench):
                         "kind; memory: random host reads/writes/malformed requests; gemm: "
                         "C = A.B on the GEMM tiles vs numpy; mvm: W.x tiled over the crossbar "
                         "tiles; anneal, maxcut, factor: on the p-bit tile vs the golden model")
-    p.add_argument("--requests", type=int, default=2000, help="memory: requests to send")
-    p.add_argument("--bad", type=float, default=0.05,
+    p.add_argument("--requests", type=integer("--requests", 1, MAX_REQUESTS), default=2000, help="memory: requests to send")
+    p.add_argument("--bad", type=fraction("--bad"), default=0.05,
                    help="memory: fraction of malformed requests")
-    p.add_argument("--m", type=int, default=64, help="gemm: rows of A and C")
-    p.add_argument("--k", type=int, default=None,
+    p.add_argument("--m", type=integer("--m", 1, MAX_DIM, _MEM), default=64, help="gemm: rows of A and C")
+    p.add_argument("--k", type=integer("--k", 1, MAX_DIM, _MEM), default=None,
                    help="gemm: columns of A, rows of B (default 64, or the tiles' max_k if less)")
-    p.add_argument("--n", type=int, default=64, help="gemm: columns of B and C")
-    p.add_argument("--vectors", type=int, default=4, help="mvm: input vectors")
-    p.add_argument("--mvm-rows", type=int, default=0, help="mvm: rows of W (default 2*cols-3)")
-    p.add_argument("--mvm-cols", type=int, default=0, help="mvm: columns of W")
-    p.add_argument("--sweeps", type=int, default=200, help="anneal/maxcut/factor: sweeps")
+    p.add_argument("--n", type=integer("--n", 1, MAX_DIM, _MEM), default=64, help="gemm: columns of B and C")
+    p.add_argument("--vectors", type=integer("--vectors", 1, MAX_VECTORS, _MEM), default=4, help="mvm: input vectors")
+    p.add_argument("--mvm-rows", type=integer("--mvm-rows", 0, MAX_DIM, _MEM), default=0, help="mvm: rows of W (default 2*cols-3)")
+    p.add_argument("--mvm-cols", type=integer("--mvm-cols", 0, MAX_DIM, _MEM), default=0, help="mvm: columns of W")
+    p.add_argument("--sweeps", type=integer("--sweeps", 1, MAX_SWEEPS), default=200, help="anneal/maxcut/factor: sweeps")
     p.add_argument("--graph", default=None, help="maxcut: a rudy (G-set) graph file")
-    p.add_argument("--factor", type=int, default=None,
+    p.add_argument("--factor", type=integer("--factor", 4, MAX_FACTOR), default=None,
                    help="factor: the semiprime (default 143, or 35 or 15 when 143's "
                         "multiplier does not fit the p-bit tile)")
-    p.add_argument("--stall-in", type=float, default=0.0,
+    p.add_argument("--stall-in", type=fraction("--stall-in"), default=0.0,
                    help="probability the host pauses its sends in a cycle")
-    p.add_argument("--stall-out", type=float, default=0.0,
+    p.add_argument("--stall-out", type=fraction("--stall-out"), default=0.0,
                    help="probability the host refuses output in a cycle")
-    p.add_argument("--seed", type=_seed_arg, default=1)
+    p.add_argument("--seed", type=seed, default=1)
     p.set_defaults(func=_sim)
 
     p = bench.add_parser("noc", help="throughput and latency versus injection rate")
     p.add_argument("--mesh", default="4x4", help="COLSxROWS (default 4x4)")
     p.add_argument("--pattern", choices=("uniform", "hotspot"), default="uniform")
-    p.add_argument("--points", type=int, default=10, help="injection rates in the sweep")
-    p.add_argument("--warmup", type=int, default=300, help="cycles before measuring")
-    p.add_argument("--measure", type=int, default=1000, help="cycles measured per rate")
-    p.add_argument("--fifo-depth", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--points", type=integer("--points", 1, 1000), default=10, help="injection rates in the sweep")
+    p.add_argument("--warmup", type=integer("--warmup", 0, MAX_CYCLES), default=300, help="cycles before measuring")
+    p.add_argument("--measure", type=integer("--measure", 1, MAX_CYCLES), default=1000, help="cycles measured per rate")
+    p.add_argument("--fifo-depth", type=integer("--fifo-depth", 1, 64), default=2)
+    p.add_argument("--seed", type=seed, default=1)
     p.add_argument("--plot", default=None,
                    help="PNG path (default noc-COLSxROWS-PATTERN.png in the current folder)")
     p.set_defaults(func=_bench_noc)

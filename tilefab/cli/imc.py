@@ -9,6 +9,8 @@ the energy model for one tile.
 from __future__ import annotations
 
 import argparse
+import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,12 @@ from ..gen.config import load, tile_params
 from ..gen.errors import TilefabError
 from ..gen.imc.energy import FIGURES, energy_per_mvm
 from ..gen.imc.tile import golden_params
+from ..gen.loader import clip, read_bytes
 from ..verif.runtime import Fabric
-from .core import _seed_arg
+from .args import check_elements, fraction, integer
+from .core import _MEM, MAX_DIM, MAX_VECTORS, _seed_arg
+
+MAX_WEIGHTS_BYTES = 64 << 20
 
 
 def _describe(p) -> str:
@@ -33,12 +39,18 @@ def _describe(p) -> str:
 def _weights(path, p, shape=None) -> np.ndarray:
     """An integer matrix from ``.npy`` or text (CSV or whitespace), rows = inputs."""
     path = Path(path)
+    data = read_bytes(path, "weights file", MAX_WEIGHTS_BYTES)
     try:
-        w = np.load(path) if path.suffix == ".npy" else np.loadtxt(
-            path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise TilefabError(f"--weights {path}: cannot read an integer matrix ({exc})") from None
+        w = np.load(io.BytesIO(data), allow_pickle=False) if path.suffix == ".npy" else \
+            np.loadtxt(io.StringIO(data.decode("utf-8")),
+                       delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+    except (OSError, ValueError, EOFError, TypeError) as exc:
+        raise TilefabError(f"--weights {path}: cannot read an integer matrix "
+                           f"({clip(str(exc), 80, text=True)})") from None
     want = shape or (p.rows, p.cols)
+    if not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)) \
+            or not np.all(np.isfinite(w)):
+        raise TilefabError(f"--weights {path}: must hold finite numbers, not {w.dtype}")
     if w.ndim != 2 or w.shape != want:
         raise TilefabError(f"--weights {path}: shape {w.shape} is not allowed, must be "
                            f"{want[0]}x{want[1]} (inputs x outputs)")
@@ -52,14 +64,15 @@ def _weights(path, p, shape=None) -> np.ndarray:
 def _figure(text: str):
     name, _, value = text.partition("=")
     if name not in FIGURES:
-        raise argparse.ArgumentTypeError(f"--figure {text!r}: unknown figure, must be one of "
+        raise argparse.ArgumentTypeError(f"--figure {clip(text)}: unknown figure, must be one of "
                                          f"{', '.join(sorted(FIGURES))}")
     try:
         v = float(value)
     except ValueError:
         v = -1.0
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"--figure {text!r}: the value must be a number >= 0")
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"--figure {clip(text)}: the value must be a finite "
+                                         f"number >= 0")
     return name, v
 
 
@@ -73,12 +86,16 @@ def _crossbars(config: dict) -> list:
 def _mvm(args) -> int:
     if args.vectors < 1:
         raise TilefabError(f"--vectors: {args.vectors} is not allowed, must be >= 1")
+    check_elements("--inputs x --outputs", args.inputs, args.outputs)   # before building
+    check_elements("--vectors x --inputs", args.vectors, args.inputs)
     fab = Fabric(args.config, seed=args.seed, in_stall=args.stall_in,
                  out_stall=args.stall_out)
     tiles = fab.tiles_of("crossbar")
     p = tiles[0].params
     k = args.inputs or p.rows
     m = args.outputs or p.cols
+    check_elements("--inputs x --outputs", k, m)
+    check_elements("--vectors x --inputs", args.vectors, k)
     rng = np.random.default_rng(args.seed)
     if args.weights:
         wt = _weights(args.weights, p, (k, m))
@@ -161,18 +178,18 @@ def register(commands, bench):
     mvm.add_argument("config", help="fabric YAML with crossbar tiles (see examples/imc/)")
     mvm.add_argument("--seed", type=_seed_arg, default=1,
                      help="seeds the weights, the inputs and the device noise")
-    mvm.add_argument("--vectors", type=int, default=8, help="input vectors (default 8)")
-    mvm.add_argument("--inputs", type=int, default=0,
+    mvm.add_argument("--vectors", type=integer("--vectors", 1, MAX_VECTORS, _MEM), default=8, help="input vectors (default 8)")
+    mvm.add_argument("--inputs", type=integer("--inputs", 0, MAX_DIM, _MEM), default=0,
                      help="rows of W (default: a tile's rows; more are tiled)")
-    mvm.add_argument("--outputs", type=int, default=0,
+    mvm.add_argument("--outputs", type=integer("--outputs", 0, MAX_DIM, _MEM), default=0,
                      help="columns of W (default: a tile's cols; more are tiled)")
     mvm.add_argument("--weights", default=None,
                      help="integer W, inputs x outputs, from .npy or CSV/text")
-    mvm.add_argument("--stall-in", type=float, default=0.0,
+    mvm.add_argument("--stall-in", type=fraction("--stall-in"), default=0.0,
                      help="probability of a host-port input stall each cycle")
-    mvm.add_argument("--stall-out", type=float, default=0.0,
+    mvm.add_argument("--stall-out", type=fraction("--stall-out"), default=0.0,
                      help="probability of a host-port output stall each cycle")
-    mvm.add_argument("--show", type=int, default=0, help="print the first N results")
+    mvm.add_argument("--show", type=integer("--show", 0, MAX_VECTORS), default=0, help="print the first N results")
     mvm.set_defaults(func=_mvm)
     rep = sub.add_parser("report", help="energy per MVM and per MAC of a crossbar tile, "
                                         "with its breakdown")

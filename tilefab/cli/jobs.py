@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..gen.config import load
 from ..gen.errors import TilefabError
 from ..gen.pbit import factor
 from ..golden.packet import Op
@@ -43,14 +44,22 @@ def memory_job(fab: Fabric, rng, requests: int):
 
 
 def run_jobs(args) -> int:
-    fab = Fabric(args.config, seed=args.seed, in_stall=args.stall_in, out_stall=args.stall_out)
-    kinds = {t.kind for t in fab.tiles.values()}
+    cfg = load(args.config)
+    kinds = {t["kind"] for t in cfg["tile_map"]}
     wanted = args.workload
     if wanted == "all":
         wanted = [j for j, k in (("memory", "memory"), ("gemm", "gemm"), ("mvm", "crossbar"),
                                  ("anneal", "pbit"), ("factor", "pbit")) if k in kinds]
     else:
         wanted = [wanted]
+    for opt, job, value in (("--factor", "factor", getattr(args, "factor", None)),
+                            ("--graph", "maxcut", getattr(args, "graph", None))):
+        if value is not None and job not in wanted:
+            raise TilefabError(f"{opt}: given, but no {job} job runs on {cfg['name']} "
+                               f"({', '.join(sorted(kinds))} tiles, jobs: "
+                               f"{', '.join(wanted) or 'none'}), so it would be ignored")
+    # built only once the arguments are known to be honoured: the build takes seconds
+    fab = Fabric(cfg, seed=args.seed, in_stall=args.stall_in, out_stall=args.stall_out)
     rng = np.random.default_rng(args.seed)
     rows = []
     for job in wanted:
@@ -94,6 +103,9 @@ def run_jobs(args) -> int:
             found = f"{r.a} x {r.b}" if r.a else "not found"
             rows.append((_tiles([r.tile]), f"factor {r.N} = {found} ({r.runs} runs)",
                          r.cycles, _verdict(r, "golden") if r.a or r.mismatch else "FAIL"))
+    if not rows:
+        raise TilefabError(f"sim {args.workload}: {fab.config['name']} has no tile that runs "
+                           f"this job ({', '.join(sorted(kinds))}), so nothing would be checked")
     print(f"{fab.config['name']}: {len(fab.tiles)} tiles "
           f"({', '.join(sorted(kinds))}) on Verilator, seed {args.seed}")
     print(f"{'tile':<14} {'job':<72} {'cycles':>8}  check")

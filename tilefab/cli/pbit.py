@@ -24,22 +24,15 @@ from ..gen.pbit import graph
 from ..gen.pbit.maxcut import flips_limit
 from ..gen.pbit.tile import sized_for
 from ..verif.runtime import Fabric, as_graph
-from .core import _seed_arg
+from .args import fraction, integer
+from .core import MAX_FACTOR, MAX_SWEEPS, _seed_arg
 
 ARCHS = ("auto", "parallel", "lanes")
 DEFAULT_LANES = 16
 
 
-def _positive(name):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            v = 0
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
-        return v
-    return parse
+def _positive(name, hi=MAX_SWEEPS):
+    return integer(name, 1, hi)
 
 
 def _lanes(text):
@@ -104,7 +97,11 @@ def _maxcut(args) -> int:
     if args.backend != "golden":
         print("RTL = golden: " + ("yes" if r.golden_ok else f"NO, {r.mismatch}"))
     if args.assignment:
-        np.savetxt(args.assignment, r.assignment[None, :], fmt="%d", delimiter=" ")
+        try:
+            np.savetxt(args.assignment, r.assignment[None, :], fmt="%d", delimiter=" ")
+        except OSError as exc:
+            raise TilefabError(f"--assignment {args.assignment}: cannot write "
+                               f"({exc.strerror or exc})") from None
         print(f"best cut's sides (0/1 per node) written to {args.assignment}")
     return 0 if r.golden_ok else 1
 
@@ -150,9 +147,9 @@ def _run_args(p):
                    help="verilator: the generated RTL, checked against the golden model; "
                         "golden: the bit-exact model alone")
     p.add_argument("--seed", type=_seed_arg, default=1)
-    p.add_argument("--stall-in", type=float, default=0.0,
+    p.add_argument("--stall-in", type=fraction("--stall-in"), default=0.0,
                    help="probability of a host-port input stall each cycle")
-    p.add_argument("--stall-out", type=float, default=0.0,
+    p.add_argument("--stall-out", type=fraction("--stall-out"), default=0.0,
                    help="probability of a host-port output stall each cycle")
 
 
@@ -167,12 +164,12 @@ def register(commands, bench_):
     _run_args(mc)
     mc.set_defaults(func=_maxcut)
     fa = sub.add_parser("factor", help="factor N with a p-bit multiplier run backwards")
-    fa.add_argument("N", type=_positive("N"))
-    fa.add_argument("--bits", type=_positive("--bits"), nargs=2, metavar=("A", "B"),
+    fa.add_argument("N", type=_positive("N", MAX_FACTOR))
+    fa.add_argument("--bits", type=_positive("--bits", 32), nargs=2, metavar=("A", "B"),
                     help="factor widths (default: half of N's width each, rounded up)")
     fa.add_argument("--sweeps", type=_positive("--sweeps"), default=1000,
                     help="sweeps per annealing run")
-    fa.add_argument("--runs", type=_positive("--runs"), default=4)
+    fa.add_argument("--runs", type=_positive("--runs", 10_000), default=4)
     _run_args(fa)
     fa.set_defaults(func=_factor)
     b = bench_.add_parser("pbit", help="p-bit flips/cycle, G-set Max-Cut vs peer, LUTs/p-bit")
@@ -188,7 +185,7 @@ def register(commands, bench_):
                         "above degree 16")
     b.add_argument("--lanes", type=_lanes, default=DEFAULT_LANES,
                    help="update lanes of the lanes array (power of two)")
-    b.add_argument("--reads", type=_positive("--reads"), default=1,
+    b.add_argument("--reads", type=_positive("--reads", 10_000), default=1,
                    help="annealing runs per instance (p-bits and peer alike)")
     b.add_argument("--plot", default="build/pbit_energy.png",
                    help="where to write the energy-vs-sweep plot")
