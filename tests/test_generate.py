@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tilefab.gen.config import load
+from tilefab.gen.config import load, resolve
 from tilefab.gen.generate import generate
 from tilefab.gen.lint import lint_file
 from tilefab.golden.packet import FIELD_ORDER, PacketFormat
@@ -87,3 +87,13 @@ def test_synth_2x2_ecp5():
     # scratchpads mapped to block RAM.
     assert res["lut"] > 500 and res["ff"] > 200
     assert res["ram"] >= 4
+
+
+def test_lint_clean_at_the_smallest_gemm_tile():
+    """jobs 1 (a one-entry descriptor queue) and max_k 1 (a one-step k counter)."""
+    cfg = resolve({"name": "gemm_min", "mesh": {"cols": 1, "rows": 1},
+                   "packet": {"data_bits": 64},
+                   "tiles": {"default": {"kind": "gemm", "jobs": 1, "max_k": 1}}})
+    g = generate(cfg)
+    proc = lint_file(g.verilog, g.module)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -22,9 +22,10 @@ cyclic channel dependency, hence no deadlock.
 """
 
 from amaranth import *
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..fifo import sync_fifo
 from ..params import check_int
 from .packet import coord_bits_of, host_coord
 
@@ -32,25 +33,6 @@ N, E, S, W, L = range(5)
 DIRECTIONS = ("N", "E", "S", "W", "L")
 SIDES = {"north": N, "east": E, "south": S, "west": W}
 OPPOSITE = {N: S, S: N, E: W, W: E}
-
-
-class _OneEntryFIFO(Elaboratable):
-    """A one-entry queue with ``SyncFIFO``'s ports: ``fifo.SyncFIFO(depth=1)`` has a
-    zero-width address that Verilator refuses. Full: ``r_rdy``; empty: ``w_rdy``."""
-
-    def __init__(self, width: int):
-        self.w_data, self.w_en, self.w_rdy = Signal(width), Signal(), Signal()
-        self.r_data, self.r_en, self.r_rdy = Signal(width), Signal(), Signal()
-
-    def elaborate(self, platform):
-        m = Module()
-        full = Signal()
-        m.d.comb += [self.w_rdy.eq(~full), self.r_rdy.eq(full)]
-        with m.If(self.w_en & ~full):
-            m.d.sync += [self.r_data.eq(self.w_data), full.eq(1)]
-        with m.Elif(self.r_en & full):
-            m.d.sync += full.eq(0)
-        return m
 
 
 class Router(wiring.Component):
@@ -128,8 +110,7 @@ class Router(wiring.Component):
 
         heads = []     # (valid, payload view, route one-hot, drop, read-enable)
         for d in range(5):
-            q = (_OneEntryFIFO(width) if self._fifo_depth == 1 else
-                 fifo.SyncFIFO(width=width, depth=self._fifo_depth))
+            q = sync_fifo(width, self._fifo_depth)
             m.submodules[f"fifo_{DIRECTIONS[d]}"] = q
             m.d.comb += [
                 q.w_data.eq(self.i[d].payload),

@@ -78,10 +78,11 @@ the decoder's answers into flits on ``o``. ``GemmTile`` only wires them.
 """
 
 from amaranth import *
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arith import ceil_div
+from ..arith import below, ceil_div
+from ..fifo import sync_fifo
 from ..noc.packet import Op
 from ..tile import (
     COUNTER_BITS,
@@ -338,7 +339,7 @@ class GemmDecoder(wiring.Component):
         desc = data.View(desc_layout, req.data[:desc_layout.size])
         a_stride = p.a_stride(desc.k)
         b_stride = p.b_stride(desc.k)
-        desc_ok = ((desc.k >= 1) & (desc.k <= p.max_k) & (desc.rows >= 1) &
+        desc_ok = ((desc.k >= 1) & below(desc.k, p.max_k + 1) & (desc.rows >= 1) &
                    (desc.blocks >= 1) &
                    (desc.a_addr + desc.rows * a_stride <= a_words) &
                    (desc.b_addr + desc.blocks * b_stride <= b_words))
@@ -346,7 +347,7 @@ class GemmDecoder(wiring.Component):
             # A block's metadata starts a metadata word.
             desc_ok &= desc.b_addr[:p.meta_group_words.bit_length() - 1] == 0
 
-        m.submodules.queue = queue = fifo.SyncFIFO(width=self._job_layout.size, depth=p.jobs)
+        m.submodules.queue = queue = sync_fifo(self._job_layout.size, p.jobs)
         job = data.View(self._job_layout, queue.w_data)
         m.d.comb += [
             job.desc.eq(req.data[:desc_layout.size]), job.reply.tag.eq(req.addr),

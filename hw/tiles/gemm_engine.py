@@ -176,7 +176,7 @@ class GemmSequencer(wiring.Component):
         job = Signal(self._job_layout)
         a_stride = Signal(range(a_words + 1))
         b_stride = Signal(range(b_words + 1))
-        kk = Signal(range(p.max_steps))
+        kk = Signal(range(max(2, p.max_steps)))
         a_word = Signal(range(a_words))
         a_slot = Signal(range(max(2, P)))
         b_word = Signal(range(b_words))
