@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli.args import seed as seed_arg
 from ..gen.errors import TilefabError
 from ..golden import nm
 from ..golden.gemm import gemm_exact
@@ -130,6 +131,6 @@ def register_bench(bench):
                    help="fabric YAML with gemm tiles (default examples/gemm4x4.yaml)")
     p.add_argument("--sizes", default="64,128,256",
                    help="comma-separated N (for N^3) or MxKxN (default 64,128,256)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=seed_arg, default=1)
     p.add_argument("--plot", default=None, help="heatmap PNG path")
     p.set_defaults(func=_bench)
