@@ -50,6 +50,15 @@ def fraction(name: str):
 seed = integer("--seed", 0, SEED_MAX)
 
 
+def tile_xy(text: str) -> tuple[int, int]:
+    """``--tile X,Y``: a tile's coordinates (the fabric checks they are in the mesh)."""
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be X,Y, not {text!r}") from None
+    return x, y
+
+
 MAX_ELEMENTS = 1 << 24      # a matrix of int64: 128 MB
 
 

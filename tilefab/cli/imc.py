@@ -22,7 +22,7 @@ from ..gen.imc.energy import FIGURES, energy_per_mvm
 from ..gen.imc.tile import golden_params
 from ..gen.loader import clip, read_bytes
 from ..verif.runtime import Fabric
-from .args import check_elements, fraction, integer
+from .args import check_elements, fraction, integer, tile_xy
 from .core import _MEM, MAX_DIM, MAX_VECTORS, _seed_arg
 
 MAX_WEIGHTS_BYTES = 64 << 20
@@ -158,14 +158,6 @@ def _report(args) -> int:
     return 0
 
 
-def _tile_arg(text: str):
-    try:
-        x, y = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile must be X,Y, not {text!r}") from None
-    return x, y
-
-
 def _bench(args) -> int:
     return run_bench(args)
 
@@ -194,7 +186,7 @@ def register(commands, bench):
     rep = sub.add_parser("report", help="energy per MVM and per MAC of a crossbar tile, "
                                         "with its breakdown")
     rep.add_argument("config", help="fabric YAML with crossbar tiles")
-    rep.add_argument("--tile", type=_tile_arg, default=None,
+    rep.add_argument("--tile", type=tile_xy, default=None,
                      help="X,Y of the crossbar tile (default: the first)")
     rep.add_argument("--weights", default=None,
                      help="integer W, rows x cols, from .npy or CSV/text (default: uniform)")

@@ -24,7 +24,7 @@ from ..gen.pbit import graph
 from ..gen.pbit.maxcut import flips_limit
 from ..gen.pbit.tile import sized_for
 from ..verif.runtime import Fabric, as_graph
-from .args import fraction, integer
+from .args import fraction, integer, tile_xy
 from .core import MAX_FACTOR, MAX_SWEEPS, _seed_arg
 
 ARCHS = ("auto", "parallel", "lanes")
@@ -44,14 +44,6 @@ def _lanes(text):
         raise argparse.ArgumentTypeError(f"--lanes must be a power of two in [1, 64], "
                                          f"got {text!r}")
     return v
-
-
-def _tile_arg(text: str):
-    try:
-        x, y = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile must be X,Y, not {text!r}") from None
-    return x, y
 
 
 def _fabric(args, J, n_colours: int) -> Fabric:
@@ -135,7 +127,7 @@ def _run_args(p):
     p.add_argument("--config", default=None,
                    help="fabric YAML whose p-bit tile to use (default: the shipped 1x1 "
                         "config, sized to the problem)")
-    p.add_argument("--tile", type=_tile_arg, default=None,
+    p.add_argument("--tile", type=tile_xy, default=None,
                    help="X,Y of the p-bit tile (default: the first)")
     p.add_argument("--arch", choices=ARCHS, default="auto",
                    help="shipped tile only: parallel (all-to-all, up to 32 p-bits), lanes "
