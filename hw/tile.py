@@ -21,7 +21,9 @@ checks everything, including the rules that span the packet widths, and raises
 ``Param``, ``check_params`` and ``check_int`` live in ``params`` (shared with every
 other block) and are re-exported here as part of the contract.
 
-The parts every tile builds the same way live here too: ``StatusRegisters`` (the
+The parts every tile builds the same way live here too: ``NocTile`` (the shared
+constructor: parameters from the packet widths, checked coordinates, the signature),
+``StatusRegisters`` (the
 status window and its READ decode), ``reply_to`` (an answer to a request's source),
 and ``TileOutput`` (the output register that sends answers and a job's flits in turn,
 with the tile's coordinates as source).
@@ -87,6 +89,23 @@ def check_place(layout, x: int, y: int, counter_bits: int) -> tuple[int, int, in
     top = (1 << field_width(layout, "dst_x")) - 1
     return (check_int("x", x, 0, top), check_int("y", y, 0, top),
             check_int("counter_bits", counter_bits, 1, 64))
+
+
+class NocTile(wiring.Component):
+    """The constructor every tile kind shares: ``Params`` (the kind's parameter class)
+    built from the packet layout's ``data`` and ``addr`` widths and ``params``, the
+    coordinates and counter width checked (``check_place``), and a ``TileSignature``.
+    Sets ``params``, ``_layout``, ``_x``, ``_y`` and ``_counter_bits``."""
+
+    Params = None
+
+    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS,
+                 **params):
+        self.params = self.Params(data_bits=field_width(layout, "data"),
+                                  addr_bits=field_width(layout, "addr"), **params)
+        self._layout = layout
+        self._x, self._y, self._counter_bits = check_place(layout, x, y, counter_bits)
+        super().__init__(TileSignature(layout, counter_bits))
 
 
 # -- what every tile builds the same way ----------------------------------------------

@@ -67,14 +67,12 @@ from ..imc.crossbar import NOISE_MODES, Crossbar
 from ..imc.noise import noise_gain
 from ..noc.packet import OP_BITS, Op
 from ..tile import (
-    COUNTER_BITS,
     STATUS_WINDOW,
+    NocTile,
     Param,
     StatusRegisters,
     TileOutput,
-    TileSignature,
     check_params,
-    check_place,
     field_width,
     layout_positions,
     message_layout,
@@ -337,16 +335,8 @@ class ResultSender(wiring.Component):
         return m
 
 
-class CrossbarTile(wiring.Component):
+class CrossbarTile(NocTile):
     Params = CrossbarTileParams
-
-    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS,
-                 **params):
-        self.params = CrossbarTileParams(data_bits=field_width(layout, "data"),
-                                         addr_bits=field_width(layout, "addr"), **params)
-        self._x, self._y, self._counter_bits = check_place(layout, x, y, counter_bits)
-        self._layout = layout
-        super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
         m = Module()

@@ -86,10 +86,9 @@ from ..fifo import sync_fifo
 from ..noc.packet import Op
 from ..tile import (
     COUNTER_BITS,
+    NocTile,
     Param,
-    TileSignature,
     check_params,
-    field_width,
     layout_positions,
     status_base,
 )
@@ -499,18 +498,10 @@ class GemmSerializer(wiring.Component):
         return m
 
 
-class GemmTile(wiring.Component):
+class GemmTile(NocTile):
     """The GEMM PE on its ``TileSignature``: decoder, scratchpad, engine, serializer."""
 
     Params = GemmParams
-
-    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS, **params):
-        self.params = GemmParams(data_bits=field_width(layout, "data"),
-                                 addr_bits=field_width(layout, "addr"), **params)
-        self._layout = layout
-        self._x, self._y = x, y
-        self._counter_bits = counter_bits
-        super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
         m = Module()

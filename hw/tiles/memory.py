@@ -22,17 +22,14 @@ cannot leave holds the input (backpressure), nothing is dropped.
 """
 
 from amaranth import *
-from amaranth.lib import memory, wiring
+from amaranth.lib import memory
 
 from ..noc.packet import Op
 from ..tile import (
-    COUNTER_BITS,
+    NocTile,
     Param,
     StatusRegisters,
-    TileSignature,
     check_params,
-    check_place,
-    field_width,
     reply_to,
     status_base,
 )
@@ -63,17 +60,12 @@ class MemoryParams:
         return {"depth": self.depth, "status_registers": dict(self.status_registers.addresses)}
 
 
-class MemoryTile(wiring.Component):
+class MemoryTile(NocTile):
     Params = MemoryParams
 
-    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS, **params):
-        addr_bits = field_width(layout, "addr")
-        self.params = MemoryParams(data_bits=field_width(layout, "data"), addr_bits=addr_bits,
-                                   **params)
-        self._layout = layout
-        self._x, self._y, _ = check_place(layout, x, y, counter_bits)
+    def __init__(self, **kw):
+        super().__init__(**kw)
         self._depth = self.params.depth
-        super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
         m = Module()

@@ -75,15 +75,12 @@ from ..pbit.array import Op as ArrayOp
 from ..pbit.control import SAMPLE_EVERY_BITS, word_layouts
 from ..pbit.lanes import LaneOp, PBitLanes
 from ..tile import (
-    COUNTER_BITS,
     STATUS_WINDOW,
+    NocTile,
     Param,
     StatusRegisters,
     TileOutput,
-    TileSignature,
     check_params,
-    check_place,
-    field_width,
     layout_positions,
     message_layout,
     reply_to,
@@ -361,16 +358,8 @@ class RecordSender(wiring.Component):
         return m
 
 
-class PBitTile(wiring.Component):
+class PBitTile(NocTile):
     Params = PBitTileParams
-
-    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS,
-                 **params):
-        self.params = PBitTileParams(data_bits=field_width(layout, "data"),
-                                     addr_bits=field_width(layout, "addr"), **params)
-        self._layout = layout
-        self._x, self._y, self._counter_bits = check_place(layout, x, y, counter_bits)
-        super().__init__(TileSignature(layout, counter_bits))
 
     # -- checks of a completed ctrl word ---------------------------------------------
 

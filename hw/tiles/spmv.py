@@ -60,13 +60,11 @@ from ..sparse import SparseGather, check_gather_params
 from ..tile import (
     COUNTER_BITS,
     STATUS_WINDOW,
+    NocTile,
     Param,
     StatusRegisters,
     TileOutput,
-    TileSignature,
     check_params,
-    check_place,
-    field_width,
     layout_positions,
     message_layout,
     reply_to,
@@ -191,16 +189,8 @@ class SpmvTileParams:
         }
 
 
-class SpmvTile(wiring.Component):
+class SpmvTile(NocTile):
     Params = SpmvTileParams
-
-    def __init__(self, *, layout, x: int, y: int, counter_bits: int = COUNTER_BITS,
-                 **params):
-        self.params = SpmvTileParams(data_bits=field_width(layout, "data"),
-                                     addr_bits=field_width(layout, "addr"), **params)
-        self._x, self._y, self._counter_bits = check_place(layout, x, y, counter_bits)
-        self._layout = layout
-        super().__init__(TileSignature(layout, counter_bits))
 
     def elaborate(self, platform):
         m = Module()
