@@ -80,8 +80,25 @@ def _mismatch(name, got, want) -> str:
 
 # -- results ---------------------------------------------------------------------------
 
+class _Checked:
+    """``golden_ok``: the run's ``mismatch`` (its first difference from the golden
+    model) is empty."""
+
+    @property
+    def golden_ok(self) -> bool:
+        return not self.mismatch
+
+
+class _CheckedY(_Checked):
+    """A run whose integer outputs ``y`` are checked against its ``golden`` ones."""
+
+    @property
+    def mismatch(self) -> str:
+        return _mismatch("y", self.y, self.golden)
+
+
 @dataclass
-class GemmRun:
+class GemmRun(_Checked):
     """One GEMM on the fabric: the product and how long it took.
 
     ``utilization`` is against the dense peak (PEs x lanes MACs per cycle); on N:M
@@ -109,10 +126,6 @@ class GemmRun:
         return self.macs / (self.sparse_peak_macs_per_cycle * self.cycles)
 
     @property
-    def golden_ok(self) -> bool:
-        return not self.mismatch
-
-    @property
     def peak_macs_per_cycle(self) -> int:
         return self.pes * self.lanes
 
@@ -134,7 +147,7 @@ class GemmRun:
 
 
 @dataclass
-class MvmRun:
+class MvmRun(_CheckedY):
     """``y = w @ x`` on the crossbar tiles."""
     y: np.ndarray                   # integer outputs, summed over the k-blocks
     estimate: np.ndarray            # y in units of w @ x
@@ -154,17 +167,10 @@ class MvmRun:
         rms = float(np.sqrt(np.mean(diff ** 2)))
         return rms / ref if ref else (0.0 if rms == 0 else float("inf"))
 
-    @property
-    def mismatch(self) -> str:
-        return _mismatch("y", self.y, self.golden)
-
-    @property
-    def golden_ok(self) -> bool:
-        return not self.mismatch
 
 
 @dataclass
-class AnnealRun:
+class AnnealRun(_Checked):
     """One anneal on a p-bit tile."""
     state: np.ndarray               # final spins, +-1
     energy: int                     # its energy in the tile's integer units
@@ -183,16 +189,12 @@ class AnnealRun:
     final_cut: int | None = None
 
     @property
-    def golden_ok(self) -> bool:
-        return not self.mismatch
-
-    @property
     def flips_per_cycle(self) -> float:
         return self.flips / self.cycles if self.cycles else 0.0
 
 
 @dataclass
-class FactorRun:
+class FactorRun(_Checked):
     N: int
     a: int | None
     b: int | None
@@ -202,13 +204,9 @@ class FactorRun:
     tile: tuple
     mismatch: str = ""
 
-    @property
-    def golden_ok(self) -> bool:
-        return not self.mismatch
-
 
 @dataclass
-class MoeRun:
+class MoeRun(_Checked):
     """One mixture-of-experts layer (``golden.moe`` defines it) on the GEMM tiles.
 
     The gate logits are computed on the tiles (``gate_tiles``), top-k is taken from
@@ -239,10 +237,6 @@ class MoeRun:
     mismatch: str = ""
 
     @property
-    def golden_ok(self) -> bool:
-        return not self.mismatch
-
-    @property
     def tokens(self) -> int:
         return int(self.out.shape[0])
 
@@ -267,7 +261,7 @@ class MoeRun:
 
 
 @dataclass
-class SpmvRun:
+class SpmvRun(_CheckedY):
     """``y = A x`` (CSR) on the spmv tiles.
 
     ``slot_fill`` is nonzeros over the nonzero slots of the tiles while their engines
@@ -308,13 +302,6 @@ class SpmvRun:
         return {xy: c["nonzeros"] / (self.lanes * c["busy"]) if c["busy"] else 0.0
                 for xy, c in self.counters.items()}
 
-    @property
-    def mismatch(self) -> str:
-        return _mismatch("y", self.y, self.golden)
-
-    @property
-    def golden_ok(self) -> bool:
-        return not self.mismatch
 
 
 # -- the handle ------------------------------------------------------------------------
