@@ -334,6 +334,14 @@ class Fabric:
         self.backend = backend
         self._pbit_history = {}          # tile -> every p-bit op it has run (golden state)
 
+    @classmethod
+    def in_cocotb(cls, dut, p: dict) -> "Fabric":
+        """The fabric of a cocotb testbench's parameters ``p`` (``config``, and ``seed``,
+        ``in_stall``, ``out_stall`` for the ``CocotbBackend`` on ``dut``)."""
+        return cls(p["config"], backend=CocotbBackend(
+            dut, seed=p.get("seed", 1), in_stall=p.get("in_stall", 0.0),
+            out_stall=p.get("out_stall", 0.0)))
+
     # -- tiles
 
     def tiles_of(self, kind: str) -> list:

@@ -24,7 +24,7 @@ from ..gen.gemm.compiler import compile_gemm
 from ..golden import nm
 from ..golden.gemm import GemmGeometry, gemm_exact
 from .params import params
-from .runtime import CocotbBackend, Fabric
+from .runtime import Fabric
 from .stimulus import random_operands
 
 
@@ -32,9 +32,7 @@ from .stimulus import random_operands
 async def gemm(dut):
     p = params()
     seed = p.get("seed", 1)
-    backend = CocotbBackend(dut, seed=seed, in_stall=p.get("in_stall", 0.0),
-                            out_stall=p.get("out_stall", 0.0))
-    fabric = Fabric(p["config"], backend=backend)
+    fabric = Fabric.in_cocotb(dut, p)
     info = fabric.manifest["gemm"]
     pkt = fabric.config["packet"]
     geom = GemmGeometry(data_bits=pkt["data_bits"], addr_bits=pkt["addr_bits"],

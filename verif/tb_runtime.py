@@ -49,7 +49,7 @@ from ..gen.pbit import tile as pbit_tile
 from ..golden.gemm import gemm_exact
 from ..golden.packet import Op
 from .params import params
-from .runtime import CocotbBackend, Fabric
+from .runtime import Fabric
 from .stimulus import random_operands
 
 UNKNOWN_OP = 7          # no packet op has this value (Op ends at ERROR = 5)
@@ -349,9 +349,7 @@ async def statuses(fab: Fabric) -> dict:
 async def every_kind(dut):
     p = params()
     seed = p.get("seed", 1)
-    backend = CocotbBackend(dut, seed=seed, in_stall=p.get("in_stall", 0.0),
-                            out_stall=p.get("out_stall", 0.0))
-    fab = Fabric(p["config"], backend=backend)
+    fab = Fabric.in_cocotb(dut, p)
     kinds = {t.kind for t in fab.tiles.values()}
     missing = {"memory", "gemm", "crossbar", "pbit"} - kinds
     _require(not missing, f"{fab.config['name']}: no {', '.join(sorted(missing))} tiles")

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ..golden.packet import Op
 from .params import params
-from .runtime import CocotbBackend, Fabric
+from .runtime import Fabric
 
 
 def _require(ok: bool, what: str):
@@ -52,8 +52,7 @@ async def _spmv(fab, rng, a, bits, what, jobs):
 async def sparse_jobs(dut):
     p = params()
     seed = p.get("seed", 1)
-    fab = Fabric(p["config"], backend=CocotbBackend(
-        dut, seed=seed, in_stall=p.get("in_stall", 0.0), out_stall=p.get("out_stall", 0.0)))
+    fab = Fabric.in_cocotb(dut, p)
     rng = np.random.default_rng(seed)
     jobs = []
     tiles = fab.tiles_of("spmv")
