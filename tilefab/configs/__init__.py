@@ -8,6 +8,7 @@ the problem.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from ..gen.config import load, tile_params
@@ -21,8 +22,10 @@ def path(name: str) -> Path:
     return HERE / f"{name}.yaml"
 
 
+@cache
 def pbit_format(name: str = "pbit"):
-    """The number formats (``PBitFormat``) of the first p-bit tile of config ``name``."""
+    """The number formats (``PBitFormat``, frozen) of the first p-bit tile of config
+    ``name``, read once."""
     cfg = load(path(name))
     tile = next(t for t in cfg["tile_map"] if t["kind"] == "pbit")
     return tile_format(tile_params(tile, cfg["packet"]))
