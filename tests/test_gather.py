@@ -186,6 +186,60 @@ def test_defaults_and_ports():
     assert [name for name, _ in unit.result_layout] == ["value", "error", "tag"]
 
 
+@pytest.mark.parametrize("banks, words, depth", [(8, 8, 45), (4, 3, 17)])
+def test_wide_writes_store_consecutive_words_and_drop_beyond_depth(banks, words, depth):
+    """One write of ``write_words`` values lands at index .. index + W - 1 (any index,
+    so across a bank-row boundary too); words beyond depth are dropped and counted."""
+    rng = np.random.default_rng(banks + words)
+    bits = 7
+    dut = SparseGather(lanes=1, banks=banks, window=1, depth=depth, value_bits=bits,
+                       index_bits=7, write_words=words)
+    mem = g.GatherMemory(depth, bits, banks=banks)
+    starts = [int(i) for i in rng.integers(0, depth + words, 40)] + [depth - 1, 0]
+    writes = [(i, [int(v) for v in rng.integers(0, 1 << bits, words)]) for i in starts]
+    for i, vs in writes:
+        for j, v in enumerate(vs):
+            mem.write(i + j, v)
+    got = {}
+
+    async def bench(ctx):
+        for i, vs in writes:
+            ctx.set(dut.write.valid, 1)
+            ctx.set(dut.write.payload.index, i)
+            for j, v in enumerate(vs):
+                ctx.set(dut.write.payload.value[j], v)
+            await ctx.tick()
+        ctx.set(dut.write.valid, 0)
+        await ctx.tick()
+        got["dropped"] = ctx.get(dut.dropped_writes)
+        values = []
+        ctx.set(dut.result[0].ready, 1)
+        for i in range(depth):
+            ctx.set(dut.index[0].valid, 1)
+            ctx.set(dut.index[0].payload.index, i)
+            await ctx.tick()
+            ctx.set(dut.index[0].valid, 0)
+            for _ in range(10):
+                if ctx.get(dut.result[0].valid):
+                    values.append(ctx.get(dut.result[0].payload.value))
+                    break
+                await ctx.tick()
+            await ctx.tick()
+        got["values"] = values
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got["dropped"] == mem.dropped_writes > 0
+    assert got["values"] == [int(w) for w in mem.words]
+
+
+def test_wide_writes_are_checked():
+    with pytest.raises(ValueError, match=r"write_words: 9 is not allowed, must be 1..banks"):
+        check_gather_params({"banks": 8, "write_words": 9})
+
+
 # --- amaranth.sim: two tiny units, cycle-exact against the cycle model ---------------
 
 def _amaranth_run(hw, idx, words, in_pause, out_pause):

@@ -15,9 +15,11 @@ the work into *virtual rows* -- the nonzeros of one row within one block of
 
 Empty rows are never sent (their y is 0). A job's requests are its x block (when
 the tile does not hold it yet), its row pointers, its nonzeros and one ``EXEC``
-(``addr = tag``, ``data = rows``). ``plan.assemble`` adds the virtual rows' sums
+(``addr = tag``, ``data = rows``), each storage WRITE carrying as many consecutive
+words as the tile takes per flit (its ``nz_per_word``, ``ptr_per_word``,
+``x_per_word``). ``plan.assemble`` adds the virtual rows' sums
 into ``y``. Words are packed and unpacked with the tile's layouts
-(``SpmvTileParams.nz_layout``, ``ptr_layout``, ``x_layout``, ``exec_layout``,
+(``SpmvTileParams.nz_word_layout``, ``ptr_layout``, ``x_layout``, ``exec_layout``,
 ``result_layout``), never with shifts of their own.
 """
 
@@ -242,6 +244,31 @@ def _word(layout, fields: dict) -> int:
     return layout.const(fields).as_value().value
 
 
+def _slots(entries, lanes: int) -> list:
+    """The nonzero slots ``j * lanes + lane`` in order, a ``(value, col)`` or ``None``
+    where a lane is shorter than the longest."""
+    depth = max((len(e) for e in entries), default=0)
+    return [entries[lane][j] if j < len(entries[lane]) else None
+            for j in range(depth) for lane in range(lanes)]
+
+
+def _packed(layout, field: str, base: int, words: list) -> list:
+    """WRITEs of ``words`` at ``base, base + 1, ...``, as many per flit as ``layout``
+    has fields ``field0, field1, ...``; a flit of ``None`` only is not sent."""
+    per = sum(1 for name, _ in layout if name.startswith(field))
+    out = []
+    for at in range(0, len(words), per):
+        group = words[at:at + per]
+        if all(w is None for w in group):
+            continue
+        fields = {}
+        for i, w in enumerate(group):
+            if w is not None:
+                fields[f"{field}{i}"] = {"value": w[0], "col": w[1]} if field == "nz" else w
+        out.append((Op.WRITE, base + at, _word(layout, fields)))
+    return out
+
+
 def plan_spmv(tiles, a, x) -> SpmvPlan:
     """The jobs that compute ``y = a @ x`` on ``tiles``; see the module docstring."""
     p = _check_tiles(tiles)
@@ -284,14 +311,10 @@ def plan_spmv(tiles, a, x) -> SpmvPlan:
                           entries=entries, x=xb, tag=tag)
             reqs = []
             if held != b:
-                reqs += [(Op.WRITE, p.x_base + i, _word(p.x_layout, {"value": int(v)}))
-                         for i, v in enumerate(part)]
+                reqs += _packed(p.x_layout, "x", p.x_base, [int(v) for v in part])
                 held = b
-            reqs += [(Op.WRITE, p.ptr_base + r, _word(p.ptr_layout, {"end": e}))
-                     for r, e in enumerate(ends)]
-            for lane in range(L):
-                reqs += [(Op.WRITE, j * L + lane, _word(p.nz_layout, {"value": v, "col": col}))
-                         for j, (v, col) in enumerate(entries[lane])]
+            reqs += _packed(p.ptr_layout, "end", p.ptr_base, ends)
+            reqs += _packed(p.nz_word_layout, "nz", 0, _slots(entries, L))
             reqs.append((Op.EXEC, tag, _word(p.exec_layout, {"rows": rows})))
             job.requests = [(op, addr, d, k) for op, addr, d in reqs]
             jobs.append(job)

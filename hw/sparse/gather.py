@@ -11,14 +11,16 @@ Ports (``amaranth.lib.stream``; ``lanes`` of ``index`` and ``result``):
   per request of lane ``l``, in the order the requests were taken, with the request's
   ``tag``. An index ``>= depth`` gives ``error = 1, value = 0`` and reads no bank.
   ``write`` (in, ``{index, value}``): stores ``value`` at ``index``; always ready, one
-  word per cycle. A write to an index ``>= depth`` is ignored and counted.
+  write per cycle. With ``write_words = W > 1``, ``value`` is an array of ``W`` words
+  stored at ``index .. index + W - 1`` in the same cycle (``W <= banks``, so they fall
+  in distinct banks). A word whose index is ``>= depth`` is ignored and counted.
   ``conflicts[b]``, ``stalls[l]``, ``dropped_writes`` (out, ``counter_bits``, wrap):
     ``conflicts[b]`` grows each cycle by the number of lanes that requested bank ``b``
     and were not granted it (a lane requests ``b`` when it presents a request for ``b``,
     below);
     ``stalls[l]`` counts the cycles in which ``index[l]`` offered a word and the unit
     did not take it (``valid & ~ready``): cycles the lane's producer lost;
-    ``dropped_writes`` counts the writes to indices ``>= depth``.
+    ``dropped_writes`` counts the words written to indices ``>= depth``.
 
 The reorder window. Each lane holds up to ``window + 3`` requests, taken and not yet
 delivered, in a circular buffer in request order. Of its requests not yet granted,
@@ -54,7 +56,7 @@ Limit: ``lanes`` accesses per cycle (one index in and one record out per lane).
 
 Parameters (``PARAMS``, checked by ``check_gather_params``): ``lanes`` 1..32, ``banks``
 a power of two 1..64, ``window`` 1..16, ``ports`` 1..16 (at most ``min(window, banks)``
-are built), ``depth`` 1..2**20, ``value_bits`` 1..64, ``index_bits`` 1..32 and able to
+are built), ``write_words`` 1..``banks``, ``depth`` 1..2**20, ``value_bits`` 1..64, ``index_bits`` 1..32 and able to
 address ``depth - 1``, ``tag_bits`` 0..32, ``counter_bits`` 8..64.
 """
 
@@ -86,6 +88,8 @@ PARAMS = (
           doc="bits of an index; must address depth - 1 (wider indices reach the error path)"),
     Param("tag_bits", 0, lo=0, hi=32, doc="bits of a tag carried from each index to its result"),
     Param("counter_bits", 32, lo=8, hi=64, doc="bits of each event counter (wraps)"),
+    Param("write_words", 1, lo=1, hi=64,
+          doc="words stored by one write, at consecutive indices (at most banks)"),
 )
 
 
@@ -95,6 +99,9 @@ def check_gather_params(values: dict) -> dict:
     p = check_params(PARAMS, values, owner="sparse gather")
     if p["banks"] & (p["banks"] - 1):
         raise ValueError(f"banks: {p['banks']!r} is not allowed, must be a power of two 1..64")
+    if p["write_words"] > p["banks"]:
+        raise ValueError(f"write_words: {p['write_words']!r} is not allowed, must be "
+                         f"1..banks ({p['banks']}): one write stores one word per bank")
     need = max(1, (p["depth"] - 1).bit_length())
     if p["index_bits"] < need:
         raise ValueError(f"index_bits: {p['index_bits']!r} is not allowed, must be >= {need} "
@@ -138,8 +145,10 @@ class SparseGather(wiring.Component):
         tag = {"tag": self._tag_bits} if self._tag_bits else {}
         self.index_layout = data.StructLayout({"index": self._index_bits, **tag})
         self.result_layout = data.StructLayout({"value": self._value_bits, "error": 1, **tag})
-        self.write_layout = data.StructLayout({"index": self._index_bits,
-                                               "value": self._value_bits})
+        self._write_words = p["write_words"]
+        value = (self._value_bits if self._write_words == 1 else
+                 data.ArrayLayout(self._value_bits, self._write_words))
+        self.write_layout = data.StructLayout({"index": self._index_bits, "value": value})
         cb = p["counter_bits"]
         super().__init__({
             "index": In(stream.Signature(self.index_layout)).array(self._lanes),
@@ -160,8 +169,7 @@ class SparseGather(wiring.Component):
         ok = Signal(name=f"{name}_in_range")
         bank = Signal(max(1, self._bank_bits), name=f"{name}_bank")
         row = Signal(self._row_bits, name=f"{name}_row")
-        m.d.comb += [ok.eq(1 if self._depth >= 1 << self._index_bits else
-                           index < self._depth),
+        m.d.comb += [ok.eq(1 if self._depth >= 1 << len(index) else index < self._depth),
                      row.eq(index[self._bank_bits:])]
         if self._bank_bits:
             m.d.comb += bank.eq(index[:self._bank_bits])
@@ -294,24 +302,38 @@ class SparseGather(wiring.Component):
         L, B = self._lanes, self._banks
 
         # -- banks: one write port and one (non-transparent) read port each ---------
-        ok_w, bank_w, row_w = self._split(m, self.write.payload.index, "write")
+        # Word j of a write goes to bank (index + j) mod banks: bank b takes word
+        # j = (b - index) mod banks when j < write_words, at row (index + j) // banks.
+        Wn, bb = self._write_words, self._bank_bits
+        index_w = self.write.payload.index
+        words_w = [self.write.payload.value] if Wn == 1 else list(self.write.payload.value)
         m.d.comb += self.write.ready.eq(1)
         rd_en, rd_addr, rd_data = [], [], []
+        out_of_range = []
+        for j in range(Wn):
+            ok, _, _ = self._split(m, index_w + j, f"write{j}")
+            out_of_range.append(~ok)
         for b in range(B):
             # at least two rows, so that the address is never zero bits wide
             mem = memory.Memory(shape=self._value_bits, depth=max(2, self._rows), init=[])
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port()
             rp = mem.read_port(transparent_for=())
-            m.d.comb += [wp.addr.eq(row_w), wp.data.eq(self.write.payload.value),
-                         wp.en.eq(self.write.valid & ok_w & (bank_w == b))]
+            j = Signal(max(1, bb), name=f"b{b}_write_word")
+            m.d.comb += j.eq((b - index_w)[:bb] if bb else 0)
+            ok, _, row = self._split(m, index_w + j, f"b{b}_write")
+            m.d.comb += [wp.addr.eq(row), wp.en.eq(self.write.valid & ok & (j < Wn))]
+            with m.Switch(j):
+                for w in range(Wn):
+                    with m.Case(w):
+                        m.d.comb += wp.data.eq(words_w[w])
             rd_en.append(rp.en)
             rd_addr.append(rp.addr)
             rd_data.append(rp.data)
         dropped = Signal.like(self.dropped_writes)
         m.d.comb += self.dropped_writes.eq(dropped)
-        with m.If(self.write.valid & ~ok_w):
-            m.d.sync += dropped.eq(dropped + 1)
+        with m.If(self.write.valid):
+            m.d.sync += dropped.eq(dropped + sum(out_of_range))
         rd_data = Array(rd_data)
 
         # -- lanes: the reorder window, per lane a circular buffer of R entries -----

@@ -6,8 +6,8 @@ router's drop counter, readable as a status register).
 Storage (``L = lanes``, a power of two; ``N = nnz_depth / L`` entries per lane):
 
 - nonzeros: ``nnz_depth`` words of ``nz_layout`` (``value`` signed ``value_bits``,
-  ``col`` of ``index_bits`` = ``x_depth.bit_length()`` bits, so an out-of-range
-  column can be written), slot ``k`` is entry ``k // L`` of lane ``k % L``;
+  ``col`` of ``index_bits`` bits, the fewest that address ``x_depth - 1``; a column
+  ``>= x_depth`` fits when ``x_depth`` is not a power of two), slot ``k`` is entry ``k // L`` of lane ``k % L``;
 - row pointers: ``row_depth`` words; local row ``r`` is computed by lane ``r % L``,
   and ``ptr[r]`` is the *end* of its nonzeros in that lane's entries (lane-local CSR:
   row ``r`` holds lane entries ``[ptr[r - L], ptr[r])``, ``ptr[r - L] = 0`` for
@@ -21,8 +21,15 @@ Address map: nonzero slot ``k`` at ``k``, row pointer ``r`` at ``PTR_BASE = nnz_
 
 Ops, per request from ``(src_x, src_y)``, served in order, one per cycle:
 
-- ``WRITE`` of a nonzero, row pointer or x word: stored; posted. Held while an EXEC
-  runs (so a WRITE after an EXEC never changes its result).
+- ``WRITE`` of nonzeros, row pointers or x words: stored; posted. Held while an EXEC
+  runs (so a WRITE after an EXEC never changes its result). One WRITE stores as many
+  consecutive words as its data holds: at nonzero slot ``k``, the ``nz_per_word =
+  min(L, data_bits // nonzero bits)`` fields ``nz0, nz1, ...`` of ``nz_word_layout``
+  at slots ``k, k + 1, ...`` (one per lane, in one cycle); at row pointer ``r``, the
+  ``ptr_per_word = min(L, data_bits // ptr_bits)`` fields ``end0, ...`` of
+  ``ptr_layout`` at ``r, r + 1, ...``; at x word ``i``, the ``x_per_word =
+  min(banks, data_bits // value_bits)`` fields ``x0, ...`` of ``x_layout`` at ``i, i +
+  1, ...``. Fields that fall beyond the storage are ignored.
 - ``EXEC addr = tag, data = rows`` (``exec_layout``), ``1 <= rows <= row_depth``:
   computes ``y[r] = sum value * x[col]`` over the lane entries of each local row
   ``r < rows``, exactly (``acc_bits = 2 value_bits - 1 + N.bit_length()`` bits hold
@@ -117,14 +124,10 @@ class SpmvTileParams:
         self.lane_bits = (L - 1).bit_length()
         self.lane_depth = N = v["nnz_depth"] // L
         self.lane_rows = v["row_depth"] // L
-        self.index_bits = v["x_depth"].bit_length()
+        self.index_bits = max(1, (v["x_depth"] - 1).bit_length())
         self.ptr_bits = (N + 1).bit_length()
         vb = v["value_bits"]
         self.acc_bits = 2 * vb - 1 + N.bit_length()
-        self.gather = check_gather_params({
-            "lanes": L, "banks": v["banks"], "window": v["window"], "ports": v["ports"],
-            "depth": v["x_depth"], "value_bits": vb, "index_bits": self.index_bits,
-            "tag_bits": vb + 2, "counter_bits": COUNTER_BITS})
         self.nz_layout = data.StructLayout({"value": signed(vb),
                                             "col": unsigned(self.index_bits)})
         need = max(MIN_DATA_BITS, self.acc_bits, self.nz_layout.size)
@@ -144,8 +147,23 @@ class SpmvTileParams:
         self.status = self.status_registers.addresses
         self.results_per_flit = R = data_bits // self.acc_bits
         D = data_bits
-        self.ptr_layout = data.FlexibleLayout(D, {"end": data.Field(unsigned(D), 0)})
-        self.x_layout = data.FlexibleLayout(D, {"value": data.Field(signed(vb), 0)})
+        # A WRITE stores as many consecutive words as its data holds (at most one per
+        # lane, or per gather bank for x), so the host sends fewer flits than words.
+        self.nz_per_word = Pn = min(L, D // self.nz_layout.size)
+        self.ptr_per_word = Pp = min(L, D // self.ptr_bits)
+        self.x_per_word = Px = min(v["banks"], D // vb)
+        self.gather = check_gather_params({
+            "lanes": L, "banks": v["banks"], "window": v["window"], "ports": v["ports"],
+            "depth": v["x_depth"], "value_bits": vb, "index_bits": self.index_bits,
+            "tag_bits": vb + 2, "counter_bits": COUNTER_BITS, "write_words": Px})
+        size = self.nz_layout.size
+        self.nz_word_layout = data.FlexibleLayout(D, {
+            f"nz{i}": data.Field(self.nz_layout, i * size) for i in range(Pn)})
+        # Each pointer takes D // Pp bits, so a value far beyond N stays out of range.
+        self.ptr_layout = data.FlexibleLayout(D, {
+            f"end{i}": data.Field(unsigned(D // Pp), i * (D // Pp)) for i in range(Pp)})
+        self.x_layout = data.FlexibleLayout(D, {
+            f"x{i}": data.Field(signed(vb), i * vb) for i in range(Px)})
         self.result_layout = data.FlexibleLayout(D, {
             f"y{r}": data.Field(signed(self.acc_bits), r * self.acc_bits) for r in range(R)})
         self.exec_layout = data.FlexibleLayout(D, {
@@ -179,7 +197,10 @@ class SpmvTileParams:
             "address_map": dict(self.address_map), "status_registers": dict(self.status),
             "errors": {"layout": layout_positions(self.error_layout),
                        "reasons": dict(ERROR_REASONS)},
-            "layouts": {"nz_word": layout_positions(self.nz_layout),
+            "per_word": {"nz": self.nz_per_word, "ptr": self.ptr_per_word,
+                         "x": self.x_per_word},
+            "layouts": {"nonzero": layout_positions(self.nz_layout),
+                        "nz_word": layout_positions(self.nz_word_layout),
                         "ptr_word": layout_positions(self.ptr_layout),
                         "x_word": layout_positions(self.x_layout),
                         "result_word": layout_positions(self.result_layout),
@@ -265,16 +286,37 @@ class SpmvTile(NocTile):
         owner_y = Signal.like(req.src_y)
         exec_rows = data.View(p.exec_layout, req.data).rows
 
-        # writes into storage
+        # writes into storage: a word's field i is slot (or row) start + i, which lives
+        # in lane (start + i) mod L; so lane l takes field (l - start) mod L, if any.
         k = addr[:16]
-        nz_word = req.data[:p.nz_layout.size]
-        ptr_value = Mux(req.data > N, N + 1, req.data)
         pr = (addr - p.ptr_base)[:16]
+        nz_word = data.View(p.nz_word_layout, req.data)
+        ptr_word = data.View(p.ptr_layout, req.data)
+        x_word = data.View(p.x_layout, req.data)
+        nz_en, ptr_en = [], []
         for lane in range(L):
-            m.d.comb += [nz_w[lane].addr.eq(k >> lb), nz_w[lane].data.eq(nz_word),
-                         ptr_w[lane].addr.eq(pr >> lb), ptr_w[lane].data.eq(ptr_value)]
-        m.d.comb += [gather.write.payload.index.eq(addr - p.x_base),
-                     gather.write.payload.value.eq(req.data[:p.value_bits])]
+            for first, w, fields, limit, en, field in (
+                    (k, nz_w[lane], p.nz_per_word, p.nnz_depth, nz_en, "nz"),
+                    (pr, ptr_w[lane], p.ptr_per_word, p.row_depth, ptr_en, "end")):
+                i = Signal(max(1, lb), name=f"l{lane}_{field}_field")
+                m.d.comb += i.eq((lane - first)[:lb] if lb else 0)
+                slot = first + i
+                en.append((i < fields) & (slot < limit))
+                m.d.comb += w.addr.eq(slot >> lb)
+                with m.Switch(i):
+                    for f in range(fields):
+                        with m.Case(f):
+                            value = getattr(ptr_word if field == "end" else nz_word,
+                                            f"{field}{f}")
+                            if field == "end":
+                                value = Mux(value > N, N + 1, value)
+                            m.d.comb += w.data.eq(value)
+        m.d.comb += gather.write.payload.index.eq(addr - p.x_base)
+        if p.x_per_word == 1:
+            m.d.comb += gather.write.payload.value.eq(x_word.x0)
+        else:
+            for f in range(p.x_per_word):
+                m.d.comb += gather.write.payload.value[f].eq(getattr(x_word, f"x{f}"))
 
         with m.If(req_valid):
             with m.Switch(req.op):
@@ -284,12 +326,10 @@ class SpmvTile(NocTile):
                         with m.If(idle):
                             with m.If(at_nz):
                                 for lane in range(L):
-                                    m.d.comb += nz_w[lane].en.eq(
-                                        (k[:lb] == lane) if lb else 1)
+                                    m.d.comb += nz_w[lane].en.eq(nz_en[lane])
                             with m.Elif(at_ptr):
                                 for lane in range(L):
-                                    m.d.comb += ptr_w[lane].en.eq(
-                                        (pr[:lb] == lane) if lb else 1)
+                                    m.d.comb += ptr_w[lane].en.eq(ptr_en[lane])
                             with m.Else():
                                 m.d.comb += gather.write.valid.eq(1)
                     with m.Else():
@@ -400,20 +440,28 @@ class SpmvTile(NocTile):
             with m.If(all_done):
                 m.d.sync += [running.eq(0), sending.eq(1)]
 
-        # ---- sender: rows in order, R per REPLY flit, then DONE (or one ERROR)
+        # ---- sender: rows in order, R per REPLY flit, then DONE (or one ERROR instead).
+        # One row per cycle through three stages: read row `sr` from its lane's y
+        # memory, place its value in the REPLY being built, offer the REPLY built
+        # before it. A stage moves only when the next one can take its word.
         R = p.results_per_flit
-        sr = Signal(range(p.row_depth + 1))
-        q = Signal(range(R + 1))
-        phase = Signal(2)            # 0 read row sr, 1 place it, 2 offer REPLY, 3 DONE
+        sr = Signal(range(p.row_depth + 1))       # next row to read
+        have = Signal()                           # a row read waits on its lane's port
+        have_lane = Signal(max(1, lb))
+        placed = Signal(range(p.row_depth + 1))   # rows placed in REPLYs
+        q = Signal(range(R + 1))                  # values in the REPLY being built
         flit = Signal(p.result_layout)
+        full = Signal()                           # the REPLY being built is complete
+        out_flit = Signal(p.result_layout)
+        out_valid = Signal()
         nflits = Signal(range(p.row_depth + 2))
         value = Signal(signed(p.acc_bits))
         for lane in range(L):
             m.d.comb += y_r[lane].addr.eq(sr >> lb)
-        with m.Switch(sr[:lb] if lb else C(0, 1)):
+        with m.Switch(have_lane):
             for lane in range(L):
                 with m.Case(lane):
-                    m.d.comb += [value.eq(y_r[lane].data), y_r[lane].en.eq(1)]
+                    m.d.comb += value.eq(y_r[lane].data)
         fl = output.flits
         out = fl.payload
         done = Signal(p.done_layout)
@@ -421,41 +469,50 @@ class SpmvTile(NocTile):
         m.d.comb += [out.dst_x.eq(owner_x), out.dst_y.eq(owner_y), out.addr.eq(tag),
                      done.flits.eq(nflits), eng_err.op.eq(Op.EXEC.value),
                      eng_err.reason.eq(ERROR_BAD_CSR)]
-        last_row = sr + 1 == rows
-        with m.If(sending), m.Switch(phase):
-                with m.Case(0):
-                    with m.If(bad):
-                        m.d.sync += phase.eq(3)
-                    with m.Else():
-                        m.d.sync += phase.eq(1)
-                with m.Case(1):
-                    with m.Switch(q):
-                        for r in range(R):
-                            with m.Case(r):
-                                m.d.sync += flit[f"y{r}"].eq(value)
-                    with m.If((q == R - 1) | last_row):
-                        m.d.sync += phase.eq(2)
-                    with m.Else():
-                        m.d.sync += [q.eq(q + 1), sr.eq(sr + 1), phase.eq(0)]
-                with m.Case(2):
-                    m.d.comb += [fl.valid.eq(1), out.op.eq(Op.REPLY), out.data.eq(flit)]
-                    with m.If(fl.ready):
-                        m.d.sync += [flit.eq(0), q.eq(0), nflits.eq(nflits + 1)]
-                        with m.If(last_row):
-                            m.d.sync += phase.eq(3)
-                        with m.Else():
-                            m.d.sync += [sr.eq(sr + 1), phase.eq(0)]
-                with m.Case(3):
-                    m.d.comb += [fl.valid.eq(1),
-                                 out.op.eq(Mux(bad, Op.ERROR, Op.DONE)),
-                                 out.data.eq(Mux(bad, eng_err.as_value(), done.as_value()))]
-                    with m.If(fl.ready):
-                        m.d.sync += [sending.eq(0), idle.eq(1), sr.eq(0), q.eq(0),
-                                     phase.eq(0), nflits.eq(0), flit.eq(0)]
-                        with m.If(bad):
-                            m.d.comb += error_inc[1].eq(1)
-                        with m.Else():
-                            m.d.sync += counters["execs"].eq(counters["execs"] + 1)
+        final = Signal()                          # the DONE (or ERROR) is offered
+        issue, place, move, taken = Signal(), Signal(), Signal(), Signal()
+        q0 = Signal.like(q)                       # the place the next value goes to
+        m.d.comb += [
+            final.eq(sending & (bad | ((placed == rows) & ~full & ~out_valid))),
+            fl.valid.eq(out_valid | final),
+            taken.eq(out_valid & fl.ready),
+            move.eq(full & (~out_valid | taken)),
+            place.eq(have & (~full | move)),
+            issue.eq(sending & ~bad & (sr < rows) & (~have | place)),
+            q0.eq(Mux(move, 0, q)),
+        ]
+        with m.If(out_valid):
+            m.d.comb += [out.op.eq(Op.REPLY), out.data.eq(out_flit)]
+        with m.Else():
+            m.d.comb += [out.op.eq(Mux(bad, Op.ERROR, Op.DONE)),
+                         out.data.eq(Mux(bad, eng_err.as_value(), done.as_value()))]
+        for lane in range(L):
+            m.d.comb += y_r[lane].en.eq(issue & ((sr[:lb] == lane) if lb else 1))
+        with m.If(issue):
+            m.d.sync += [sr.eq(sr + 1), have.eq(1), have_lane.eq(sr[:lb] if lb else 0)]
+        with m.Elif(place):
+            m.d.sync += have.eq(0)
+        with m.If(move):
+            m.d.sync += [out_flit.eq(flit), out_valid.eq(1), flit.eq(0), q.eq(0), full.eq(0)]
+        with m.Elif(taken):
+            m.d.sync += out_valid.eq(0)
+        with m.If(taken):
+            m.d.sync += nflits.eq(nflits + 1)
+        with m.If(place):
+            # after the clear of a moved REPLY, so the new value lands in the fresh one
+            with m.Switch(q0):
+                for r in range(R):
+                    with m.Case(r):
+                        m.d.sync += flit[f"y{r}"].eq(value)
+            m.d.sync += [placed.eq(placed + 1), q.eq(q0 + 1),
+                         full.eq((q0 == R - 1) | (placed + 1 == rows))]
+        with m.If(final & fl.ready):
+            m.d.sync += [sending.eq(0), idle.eq(1), sr.eq(0), have.eq(0), placed.eq(0),
+                         q.eq(0), flit.eq(0), full.eq(0), nflits.eq(0)]
+            with m.If(bad):
+                m.d.comb += error_inc[1].eq(1)
+            with m.Else():
+                m.d.sync += counters["execs"].eq(counters["execs"] + 1)
         m.d.sync += counters["errors"].eq(counters["errors"] + error_inc[0] + error_inc[1])
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += counters["flits_out"].eq(counters["flits_out"] + 1)

@@ -4,7 +4,7 @@
 random int8 matrices of each density (uniformly placed nonzeros) and prints a table:
 
 - ``nnz/cyc``: nonzeros over the whole run (first flit in to last flit out; the host
-  sends one flit per cycle, one nonzero per flit, so this is at most 1);
+  sends one flit per cycle, with ``nz_per_word`` nonzeros each, which bounds it);
 - ``fill``: nonzeros over the nonzero slots of the tiles while their engines ran,
   ``nnz / (lanes x sum of busy cycles)`` (target >= 0.70), and the lowest tile's;
 - with GEMM tiles on the mesh, the dense GEMM of the same matrix (``A @ x[:, None]``)
