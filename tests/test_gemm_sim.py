@@ -4,7 +4,8 @@ Every run compares the fabric's product with the exact numpy product and the
 PEs' counters with what the compiled plan implies. Shapes cover ragged sizes
 (M, K, N not multiples of anything), 1x1x1, K = max_k, more output rows than
 fit one PE's share at once, and runs back to back without a reset. A 2:4 sparse
-fabric (``gemm2x2_sparse24``) runs the same way with B pruned to the pattern, and
+fabric (``gemm2x2_sparse24``) and a 4:8 one (``gemm3x2_sparse48``) run the same way
+with B pruned to the pattern, and the 2:4 one
 answers malformed metadata and descriptors sent raw over the NoC with ERRORs.
 """
 
@@ -29,6 +30,8 @@ SUITES = {
     "gemm3x2": [(37, 53, 29), (1, 1, 1), (7, 256, 9), (26, 5, 50), (13, 64, 48)],
     # K not a multiple of 4 (a padded last group), K = 1, K = max_k.
     "gemm2x2_sparse24": [(37, 53, 29), (1, 1, 1), (3, 256, 5), (9, 7, 33), (40, 24, 16)],
+    # 4:8 with 16-bit operands: K not a multiple of 8, K = 1, K = max_k.
+    "gemm3x2_sparse48": [(29, 45, 37), (1, 1, 1), (5, 256, 9), (17, 13, 50)],
 }
 
 
