@@ -1,6 +1,7 @@
 """``tilefab run mlp CONFIG``: the digits classifier on a fabric's crossbar and GEMM
-tiles (Verilator), checked against the golden pipeline; ``tilefab bench mlp``: the
-whole test set, and accuracy and energy against ADC bits and device noise."""
+tiles (Verilator), checked against the golden pipeline; ``tilefab bench mlp``
+(``tilefab.bench.mlp``): the whole test set, and accuracy and energy against ADC bits
+and device noise."""
 
 from __future__ import annotations
 
@@ -67,3 +68,27 @@ def register(commands, bench):
     p.add_argument("--stall-out", type=fraction("--stall-out"), default=0.0,
                    help="probability of a host-port output stall each cycle")
     p.set_defaults(func=_run)
+
+    b = bench.add_parser("mlp", help="the digits classifier: the whole test set on the "
+                                     "RTL, accuracy and energy against ADC bits and noise")
+    b.add_argument("--config", default=None,
+                   help="fabric YAML with crossbar and GEMM tiles (default "
+                        "examples/mlp2x2.yaml)")
+    b.add_argument("--images", type=integer("--images", 1, MAX_IMAGES, "the test set"),
+                   default=MAX_IMAGES, help="test images (default: all 360)")
+    b.add_argument("--batch", type=integer("--batch", 1, MAX_IMAGES), default=40,
+                   help="images per RTL batch (default 40)")
+    b.add_argument("--seed", type=_seed_arg, default=1, help="seeds the device noise")
+    b.add_argument("--workers", type=integer("--workers", 1, 64), default=2,
+                   help="processes for the golden sweeps (default 2)")
+    b.add_argument("--quick", action="store_true",
+                   help="40 images and fewer ADC and noise points")
+    b.add_argument("--no-rtl", action="store_true", help="golden sweeps only")
+    b.add_argument("--plot", default="build/mlp_bench.png", help="where to write the PNG")
+    b.set_defaults(func=_bench)
+
+
+def _bench(args) -> int:
+    from ..bench.mlp import bench as run_bench
+
+    return run_bench(args)
