@@ -7,6 +7,12 @@ iCEBreaker's) -- with the top's ports on unconstrained pins, and returns the
 ``PnrResult``: the Fmax nextpnr reports for the clock, the clock asked for, and
 whether it was met. Runs are cached beside the synthesis run, by device, seed and
 requested clock; ``median_fmax`` runs several seeds and takes the median.
+
+``FmaxHarness(component)`` lets a block with more port bits than the package has pins
+be placed on its own: every input port is driven from a shift register fed by one
+pin (``si``), every output port is registered and the registers are folded by XOR
+into one registered pin (``so``), so no logic is optimised away and every path that
+starts or ends at a port starts or ends at a register.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import re
 import statistics
 import subprocess
 from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import wiring
 
 from . import toolchain
 from .cache import locked
@@ -42,6 +51,33 @@ class PnrResult:
     def line(self) -> str:
         return (f"{self.top} ({self.family}, seed {self.seed}): Fmax {self.fmax_mhz:.1f} MHz, "
                 f"{'meets' if self.met else 'misses'} {self.freq_mhz:g} MHz")
+
+
+class FmaxHarness(wiring.Component):
+    """``component`` between a serial input shift register and an XOR-folded output."""
+
+    def __init__(self, component: wiring.Component):
+        self.block = component
+        super().__init__({"si": wiring.In(1), "so": wiring.Out(1)})
+
+    def _ports(self, flow):
+        return [Value.cast(value) for _, member, value in
+                self.block.signature.flatten(self.block) if member.flow == flow]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = self.block
+        ins, outs = self._ports(wiring.In), self._ports(wiring.Out)
+        width = max(1, sum(len(v) for v in ins))
+        chain = Signal(width)
+        m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
+        at = 0
+        for v in ins:
+            m.d.comb += v.eq(chain[at:at + len(v)])
+            at += len(v)
+        seen = Signal(max(1, sum(len(v) for v in outs)))
+        m.d.sync += [seen.eq(Cat(*outs)), self.so.eq(seen.xor())]
+        return m
 
 
 def parse_fmax(log: str) -> float | None:
@@ -89,4 +125,4 @@ def median_fmax(verilog: str, top: str, family: str = "ecp5", *, seeds: int = 1,
     return statistics.median(r.fmax_mhz for r in runs), runs
 
 
-__all__ = ["DEVICES", "PnrResult", "fmax", "median_fmax", "parse_fmax"]
+__all__ = ["DEVICES", "FmaxHarness", "PnrResult", "fmax", "median_fmax", "parse_fmax"]

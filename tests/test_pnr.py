@@ -38,3 +38,27 @@ def test_unknown_family_is_named():
     with pytest.raises(TilefabError, match=r"family: 'xc7' is not supported, must be one of "
                                            r"ecp5, ice40"):
         pnr.fmax(_counter(4), "counter", "xc7")
+
+
+def test_harness_keeps_the_block_behind_two_pins():
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from tilefab.gen.emit import to_verilog
+    from tilefab.gen.generate import ports_of
+    from tilefab.gen.synth import synthesize
+
+    class Adder(wiring.Component):
+        a: In(16)
+        b: In(16)
+        s: Out(17)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.s.eq(self.a + self.b)
+            return m
+
+    v = to_verilog(pnr.FmaxHarness(Adder()), "adder_h")
+    assert sorted(p["name"] for p in ports_of(v, "adder_h")) == ["clk", "rst", "si", "so"]
+    res = synthesize(v, "adder_h", "ecp5")
+    assert res.ff >= 32 + 17 + 1                 # input chain, output registers, so
+    assert res.lut >= 8                          # the adder survived

@@ -84,7 +84,7 @@ def run_mlp(fab: Fabric, q: mlp.QuantMLP, x, *, seed: int = 1, **run) -> MlpRun:
 
 
 def accuracies(config, q: mlp.QuantMLP, net: mlp.FloatMLP, x, labels, *, seed: int = 1,
-               batch: int = 64) -> dict:
+               batch: int = 40) -> dict:
     """Accuracy (fractions) on ``x``: float, exact int8, and on the config's crossbar
     tiles (golden pipeline, batches of ``batch`` images, each with its own seed), with
     the energy per inference of the crossbar path."""

@@ -80,6 +80,8 @@ def _metric_synth(config: dict, options: dict) -> dict:
 
 METRICS = {"mlp": (_metric_mlp, {"hidden", "images", "seed"}),
            "synth": (_metric_synth, {"family"})}
+# Part of every point's cache key: raise it when a metric's definition changes.
+METRIC_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class Point:
 
     @property
     def key(self) -> str:
-        text = json.dumps([self.config, self.metric, self.options, __version__],
+        text = json.dumps([self.config, self.metric, self.options, __version__,
+                           METRIC_REVISION],
                           sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
