@@ -39,8 +39,10 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     assert main(["pbit", "maxcut", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{bad}:2: node numbers must lie in [1, 3]" in err
-    assert main(["pbit", "factor", "3", "--backend", "golden"]) == 2
-    assert "N: 3 is not allowed, must be an integer >= 4" in capsys.readouterr().err
+    assert main(["pbit", "factor", "1", "--backend", "golden"]) == 2
+    assert "N: 1 is not allowed, must be an integer >= 2" in capsys.readouterr().err
+    assert main(["pbit", "factor", "3", "--backend", "golden"]) == 0      # no annealing
+    assert "3 is prime" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["pbit", "maxcut", str(_ring_file(tmp_path)), "--sweeps", "0"])
     assert exc.value.code == 2

@@ -21,6 +21,7 @@ answer equals the bit-exact model's (for GEMM, numpy's exact product), and
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +34,13 @@ from ..gen.generate import generate, packet_format
 from ..gen.imc import tile as imc_tile
 from ..gen.moe import check_moe_operands, plan_experts, plan_gate
 from ..gen.pbit import driver, factor, graph, maxcut, quant
+from ..gen.pbit import sparsify as pbit_sparsify
 from ..gen.pbit import tile as pbit_tile
 from ..gen.sparse import spmv as spmv_plan
 from ..golden import moe as golden_moe
 from ..golden.gemm import GemmGeometry, gemm_exact
 from ..golden.packet import Op
+from ..golden.pbit import PBitMachine, pbit_seeds
 from .session import CocotbBackend, HostError, HostSession, PyverilatorBackend
 
 BACKENDS = ("verilator", "pyverilator", "golden")
@@ -51,6 +54,13 @@ class GoldenBackend:
 
 
 BETA = (0.1, 3.0)          # the default anneal: a geometric ramp between these
+# Factoring: a constant beta (the best state of a run is checked, so a run is a search
+# at one temperature) and restarts of FACTOR_SWEEPS; tilefab bench pbit --factor measures
+# these against ramps.
+FACTOR_BETA = 0.7
+FACTOR_SWEEPS = 1000
+FACTOR_BUDGET_SWEEPS = 1_000_000
+FACTOR_BUDGET_SECONDS = 600.0
 
 
 @dataclass
@@ -187,6 +197,8 @@ class AnnealRun(_Checked):
     cut: int | None = None          # maxcut: the best cut seen ...
     assignment: np.ndarray | None = None   # ... and its side of every node (0/1)
     final_cut: int | None = None
+    split: object = None            # maxcut with sparsify: the ``sparsify.Split`` run ...
+    disagreements: int = 0          # ... and its copies that differ from their first copy
 
     @property
     def flips_per_cycle(self) -> float:
@@ -195,14 +207,29 @@ class AnnealRun(_Checked):
 
 @dataclass
 class FactorRun(_Checked):
+    """A factoring job: ``found`` when ``a * b == N`` with ``1 < a <= b``; ``status`` is
+    ``factored``, ``not found`` (a budget ran out: ``stopped`` says which), or, answered
+    without annealing, ``prime``, ``even`` or ``square``."""
     N: int
     a: int | None
     b: int | None
-    runs: int
-    sweeps: int
+    runs: int                       # restarts annealed
+    sweeps: int                     # sweeps annealed, all restarts together
     cycles: int
     tile: tuple
     mismatch: str = ""
+    status: str = ""
+    seconds: float = 0.0
+    cases: tuple = ()               # the multipliers searched ("kxnb"), in restart order
+    stopped: str = ""               # the budget that ran out (status "not found")
+
+    @property
+    def found(self) -> bool:
+        return self.a is not None and self.a * self.b == self.N
+
+    @property
+    def annealed(self) -> bool:
+        return self.status in ("factored", "not found", "mismatch")
 
 
 @dataclass
@@ -574,54 +601,149 @@ class Fabric:
         return self._sync(self.maxcut_async(graph_, **kw))
 
     async def maxcut_async(self, graph_, *, sweeps: int = 1000, beta=BETA,
-                           seed: int | None = None, tile=None, in_stall=None,
+                           seed: int | None = None, tile=None, sparsify: bool = False,
+                           max_degree: int | None = None, in_stall=None,
                            out_stall=None) -> AnnealRun:
         """Max-Cut of ``graph_`` (edges ``(i, j, w)`` 0-based, a networkx graph or a rudy
-        file): J = -W, h = 0; ``.cut`` is the best cut seen, ``.assignment`` its sides."""
+        file): J = -W, h = 0; ``.cut`` is the best cut seen, ``.assignment`` its sides.
+
+        ``sparsify`` (or a ``max_degree``) splits nodes of higher degree than
+        ``max_degree`` (default: the tile's) into ferromagnetically chained copies
+        (``gen.pbit.sparsify``); the cut is then the original graph's, each node on its
+        first copy's side, and ``.disagreements`` counts copies that differ from it."""
         gr = as_graph(graph_)
-        run = await self.anneal_async(-gr.W(), np.zeros(gr.n, dtype=np.int64), sweeps=sweeps,
-                                      beta=beta, seed=seed, tile=tile, in_stall=in_stall,
-                                      out_stall=out_stall)
-        run.cut = gr.cut(run.best_state)
-        run.final_cut = gr.cut(run.state)
-        run.assignment = (run.best_state > 0).astype(np.int64)
+        split = None
+        if sparsify or max_degree is not None:
+            t = self._pick("pbit", tile)
+            cfg = t.params.config()
+            D = cfg["max_degree"] if max_degree is None else max_degree
+            split = pbit_sparsify.sparsify(gr, D)
+            hi = driver.fmt_of(cfg).w_range()[1] >> driver.fmt_of(cfg).w_frac
+            big = int(np.abs(split.graph.weights).max(initial=0))
+            if big > hi:
+                raise ConfigError("max_degree", f"sparsifying to degree {D} needs copy "
+                                                f"couplings up to {big}, above the tile's "
+                                                f"largest J {hi} (w_bits="
+                                                f"{cfg['w_bits']}); allow a larger degree")
+            run_gr = split.graph
+        else:
+            run_gr = gr
+        run = await self.anneal_async(-run_gr.W(), np.zeros(run_gr.n, dtype=np.int64),
+                                      sweeps=sweeps, beta=beta, seed=seed, tile=tile,
+                                      in_stall=in_stall, out_stall=out_stall)
+        if split is None:
+            run.cut = gr.cut(run.best_state)
+            run.final_cut = gr.cut(run.state)
+            run.assignment = (run.best_state > 0).astype(np.int64)
+        else:
+            run.cut = split.cut(run.best_state)
+            run.final_cut = split.cut(run.state)
+            run.assignment = (split.assignment(run.best_state) > 0).astype(np.int64)
+            run.split, run.disagreements = split, split.disagreements(run.best_state)
         return run
 
     def factor(self, N: int, **kw) -> FactorRun:
         return self._sync(self.factor_async(N, **kw))
 
-    async def factor_async(self, N: int, *, bits=None, sweeps: int = 1000, runs: int = 8,
-                           beta=(0.05, 1.0), seed: int | None = None, tile=None,
-                           in_stall=None, out_stall=None) -> FactorRun:
-        """Factor N with an invertible multiplier run backwards on a p-bit tile."""
+    async def factor_async(self, N: int, *, bits=None, sweeps: int = FACTOR_SWEEPS,
+                           runs: int | None = None, budget_sweeps: int = FACTOR_BUDGET_SWEEPS,
+                           budget_seconds: float = FACTOR_BUDGET_SECONDS, beta=FACTOR_BETA,
+                           seed: int | None = None, tile=None, in_stall=None,
+                           out_stall=None) -> FactorRun:
+        """Factor N with invertible multipliers run backwards on a p-bit tile.
+
+        A prime, even or square N is answered without annealing. Otherwise restarts of
+        ``sweeps`` sweeps cycle over ``factor.factor_cases(N, bits)`` (each restart
+        programs its case from a fresh random state drawn from ``seed``; the tile's
+        PRNGs run on) until a factorization is found or a budget runs out: ``runs``
+        restarts, ``budget_sweeps`` sweeps in all, ``budget_seconds`` of wall clock.
+        """
+        t0 = time.perf_counter()
+        N = factor.check_N(N)
         t = self._pick("pbit", tile)
-        na, nb = factor.factor_widths(N, bits)
-        if not isinstance(runs, int) or not 1 <= runs <= 64:
-            raise ConfigError("runs", f"{runs!r} is not allowed, must be 1..64")
-        prog, mult = factor.factor_program(N, na, nb, n_colours=t.values["n_colours"])
-        J, h, _ = self._quantize(t, prog.J, prog.h, integers=True)
-        n = len(h)
-        # The free p-bits start from a random state drawn from ``seed``; the clamped
-        # ones hold N's bits.
-        state = np.asarray(prog.state).copy()
-        free = ~np.asarray(prog.clamp, bool)
-        state[free] = np.random.default_rng(_seed(seed or 1)).choice([-1, 1], int(free.sum()))
-        prog, order = _fit(t, driver.Program(J, h, prog.colours, clamp=prog.clamp,
-                                             state=state))
+        easy = factor.trivial(N)
+        if easy is not None:
+            kind, p, q = easy
+            return FactorRun(N, p, q, 0, 0, 0, t.xy, status=kind,
+                             seconds=time.perf_counter() - t0)
+        _check_budget("sweeps", sweeps, 1)
+        _check_budget("budget_sweeps", budget_sweeps, sweeps)
+        if runs is not None:
+            _check_budget("runs", runs, 1)
+        if isinstance(budget_seconds, bool) or not isinstance(budget_seconds, (int, float)) \
+                or not budget_seconds > 0:
+            raise ConfigError("budget_seconds", f"{budget_seconds!r} is not allowed, must be "
+                                                f"a number of seconds > 0")
+        cfg = t.params.config()
+        jobs = []
+        for case in factor.factor_cases(N, bits):
+            prog, mult = factor.case_program(N, case, n_colours=cfg["n_colours"])
+            if len(prog.h) > cfg["n"]:
+                raise ConfigError("N", f"factoring {N} needs a {case.label} multiplier of "
+                                       f"{len(prog.h)} p-bits; the p-bit tile at {t.xy} has "
+                                       f"n = {cfg['n']} (bits=(na, nb) searches one smaller "
+                                       f"multiplier)")
+            J, h, _ = self._quantize(t, prog.J, prog.h, integers=True)
+            jobs.append((case, prog, mult, J, h))
         schedule = self._schedule(t, beta, sweeps, 1.0)
-        k = int(prog.colours.max()) + 1
-        cycles = 0
-        for r in range(runs):
-            ops = ([prog] if r == 0 else []) + [driver.Run(schedule, k)]
-            res, mismatch = await self._pbit_run(t, ops, seed=seed, in_stall=in_stall,
-                                                 out_stall=out_stall)
+        rng = np.random.default_rng(_seed(seed or 1))
+        gold = _GoldenTile(t.params, self._pbit_history.setdefault(t.xy, []))
+        used = cycles = restarts = 0
+        stopped = ""
+        while True:
+            case, prog, mult, J, h = jobs[restarts % len(jobs)]
+            state = np.asarray(prog.state).copy()
+            free = ~np.asarray(prog.clamp, bool)
+            state[free] = rng.choice([-1, 1], int(free.sum()))
+            fitted, order = _fit(t, driver.Program(J, h, prog.colours, clamp=prog.clamp,
+                                                   state=state))
+            ops = [fitted, driver.Run(schedule, int(prog.colours.max()) + 1)]
+            res, mismatch = await self._factor_step(t, gold, ops, seed=seed,
+                                                    in_stall=in_stall, out_stall=out_stall)
+            restarts += 1
+            used += sweeps
             cycles += res.cycles
-            res = _trim(res, order, n)
-            a, b = mult.value(res.best_state, mult.a), mult.value(res.best_state, mult.b)
-            if mismatch or a * b == N:
-                return FactorRun(N, a if a * b == N else None, b if a * b == N else None,
-                                 r + 1, (r + 1) * sweeps, cycles, t.xy, mismatch)
-        return FactorRun(N, None, None, runs, runs * sweeps, cycles, t.xy)
+            res = _trim(res, order, len(h))
+            cases = tuple(c.label for c, *_ in jobs)
+            done = {"runs": restarts, "sweeps": used, "cycles": cycles, "tile": t.xy,
+                    "cases": cases}
+            if mismatch:
+                return FactorRun(N, None, None, mismatch=mismatch, status="mismatch",
+                                 seconds=time.perf_counter() - t0, **done)
+            for spins in (res.best_state, res.state):
+                a, b = mult.value(spins, mult.a), mult.value(spins, mult.b)
+                if a * b == N and 1 < min(a, b):
+                    return FactorRun(N, min(a, b), max(a, b), status="factored",
+                                     seconds=time.perf_counter() - t0, **done)
+            if runs is not None and restarts >= runs:
+                stopped = f"runs={runs} restarts"
+            elif used + sweeps > budget_sweeps:
+                stopped = f"budget_sweeps={budget_sweeps}"
+            elif time.perf_counter() - t0 >= budget_seconds:
+                stopped = f"budget_seconds={budget_seconds:g}"
+            if stopped:
+                return FactorRun(N, None, None, status="not found", stopped=stopped,
+                                 seconds=time.perf_counter() - t0, **done)
+
+    async def _factor_step(self, t: Tile, gold: _GoldenTile, ops, **run):
+        """``ops`` on the tile and on its golden model, which runs on from the last step
+        (``_pbit_run`` replays a tile's whole history, which restarts make quadratic)."""
+        want = gold.feed(ops)
+        self._pbit_history[t.xy].extend(ops)
+        if isinstance(self.backend, GoldenBackend):
+            return want, ""
+        requests, expected = pbit_tile.requests_for(t.params, ops)
+        cfg = t.params.config()
+        sweeps = sum(s for op in ops if isinstance(op, driver.Run) for _, s in op.schedule)
+        per_sweep = cfg["n_colours"] * 7 + cfg.get("lanes", 1) * cfg.get("edge_depth", 1)
+        session = await self._run({t.xy: [(op, a, d, 0) for op, a, d in requests]},
+                                  {t.xy: (expected.reply_flits, expected.dones)},
+                                  timeout=20000 + 2 * sweeps * per_sweep, **run)
+        r = pbit_tile.decode_replies(t.params, session.streams[t.xy].replies)[-1]
+        return r, (_mismatch("state", r.state, want.state) or
+                   _mismatch("best_state", r.best_state, want.best_state) or
+                   _mismatch("energy", r.energy, want.energy) or
+                   _mismatch("cycles", r.cycles, want.cycles))
 
     def _quantize(self, t: Tile, j, h, integers: bool = False):
         fmt = driver.fmt_of(t.params.config())
@@ -812,6 +934,42 @@ def _trim(r: driver.Result, order: np.ndarray, n: int) -> driver.Result:
                          energy=r.energy, best_state=back(r.best_state),
                          best_energy=r.best_energy, cycles=r.cycles,
                          update_cycles=r.update_cycles)
+
+
+class _GoldenTile:
+    """The bit-exact model of one p-bit tile kept between calls: ``feed(ops)`` runs a
+    Program/Run session on from where the previous one stopped and returns the last
+    Run's result, as ``pbit_tile.golden_results`` of the whole history would."""
+
+    def __init__(self, params, history):
+        self.cfg = params.config()
+        self.fmt = driver.fmt_of(self.cfg)
+        self.rng = np.asarray(pbit_seeds(params.seed, params.n), dtype=np.uint32)
+        self.machine = None
+        if history:
+            self.feed(history)
+
+    def feed(self, ops) -> driver.Result | None:
+        out = None
+        for op in ops:
+            if isinstance(op, driver.Program):
+                state = op.state if op.state is not None else (
+                    self.machine.m if self.machine is not None else None)
+                rng = self.machine.rng if self.machine is not None else self.rng
+                self.machine = PBitMachine(self.fmt, op.J, op.h, op.colours, rng,
+                                           state=state, frozen=op.clamp,
+                                           lanes=self.cfg.get("lanes"))
+            elif isinstance(op, driver.Run):
+                r = self.machine.run(op.schedule, op.n_colours, op.sample_every)
+                out = driver.Result(samples=r.samples, state=r.state, energy=r.energy,
+                                    best_state=r.best_state, best_energy=r.best_energy,
+                                    cycles=r.cycles, update_cycles=r.update_cycles)
+        return out
+
+
+def _check_budget(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ConfigError(name, f"{value!r} is not allowed, must be an integer >= {lo}")
 
 
 def _check_stalls(in_stall, out_stall):

@@ -141,7 +141,80 @@ def fmax_mhz(array=None, top=None) -> float | None:
         return None
 
 
+def factor_bench(args) -> int:
+    """Success rate and sweeps to solution of ``Fabric.factor`` on the golden backend over
+    random semiprimes (``factor.semiprimes``: seeded, the smaller factor's width uniform),
+    then one RTL spot check."""
+    from ..gen.pbit import factor
+    from ..gen.pbit.tile import sized_for
+    from ..verif.runtime import FACTOR_BETA, Fabric
+
+    lo, hi = args.factor_widths
+    print(f"p-bit factoring: {args.factor_count} semiprimes per width (seed "
+          f"{args.factor_seed}), restarts of {args.factor_sweeps} sweeps at beta "
+          f"{FACTOR_BETA}, budget {args.factor_budget} sweeps per N, golden backend")
+    print(f"{'bits':>4s} {'found':>7s} {'rate':>6s} {'median sweeps':>13s} "
+          f"{'max sweeps':>10s} {'median s':>8s}  unbalanced (p < q/4)")
+    rng = np.random.default_rng(args.factor_seed)
+    failed = []
+
+    def fabric(N, backend):
+        progs = [factor.case_program(N, c, 256)[0] for c in factor.factor_cases(N)]
+        values = {k: v for k, v in _shipped_tile().items() if k not in ("x", "y")}
+        size = {}
+        for p in progs:
+            v = sized_for(values, p.J, int(p.colours.max()) + 1, "lanes")
+            size = v if not size else {k: max(size[k], v[k]) if isinstance(v[k], int)
+                                       else v[k] for k in v}
+        return Fabric({"name": f"pbit_factor{size['n']}", "mesh": {"cols": 1, "rows": 1},
+                       "packet": {"data_bits": 64, "addr_bits": 12},
+                       "tiles": {"default": size}},
+                      backend="golden" if backend == "golden" else "verilator")
+
+    for bits in range(lo, hi + 1):
+        found, secs, unbalanced = [], [], 0
+        cases = factor.semiprimes(bits, args.factor_count, rng)
+        for i, (N, p, q) in enumerate(cases):
+            unbalanced += 4 * p < q
+            r = fabric(N, "golden").factor(N, sweeps=args.factor_sweeps,
+                                           budget_sweeps=args.factor_budget,
+                                           budget_seconds=1e6, seed=1 + i)
+            if r.found:
+                assert (r.a, r.b) == (p, q), (N, r.a, r.b)
+                found.append(r.sweeps)
+                secs.append(r.seconds)
+            else:
+                failed.append(N)
+        n = len(cases)
+        med = f"{np.median(found):13.0f}" if found else f"{'-':>13s}"
+        mx = f"{max(found):10d}" if found else f"{'-':>10s}"
+        ms = f"{np.median(secs):8.1f}" if secs else f"{'-':>8s}"
+        print(f"{bits:4d} {len(found):3d}/{n:<3d} {len(found) / n:6.0%} {med} {mx} {ms}  "
+              f"{unbalanced}/{n}")
+    if failed:
+        print(f"not found within the budget: {', '.join(map(str, failed))}")
+    if args.factor_rtl:
+        N = args.factor_rtl
+        r = fabric(N, "rtl").factor(N, sweeps=args.factor_sweeps,
+                                    budget_sweeps=args.factor_budget, budget_seconds=1e6)
+        verdict = (f"{N} = {r.a} x {r.b}" if r.found else f"{N}: not found ({r.stopped})")
+        print(f"RTL spot check ({' + '.join(r.cases)} multipliers, Verilator): {verdict} in "
+              f"{r.runs} restarts, {r.sweeps} sweeps, {r.cycles} cycles, {r.seconds:.0f} s, "
+              f"RTL = golden: {'yes' if r.golden_ok else 'NO, ' + r.mismatch}")
+        if not (r.found and r.golden_ok):
+            return 1
+    return 0
+
+
+def _shipped_tile() -> dict:
+    from ..configs import path as shipped
+    from ..gen.config import load
+    return dict(load(shipped("pbit"))["tile_map"][0])
+
+
 def bench(args) -> int:
+    if getattr(args, "factor", False):
+        return factor_bench(args)
 
     gdir = _gset_dir(args.gset)
     names = [g.strip() for g in args.graphs.split(",") if g.strip()]

@@ -22,8 +22,15 @@ from ..gen.errors import TilefabError
 from ..gen.pbit import factor as factor_
 from ..gen.pbit import graph
 from ..gen.pbit.maxcut import flips_limit
+from ..gen.pbit.sparsify import sparsify
 from ..gen.pbit.tile import sized_for
-from ..verif.runtime import Fabric, as_graph
+from ..verif.runtime import (
+    FACTOR_BUDGET_SECONDS,
+    FACTOR_BUDGET_SWEEPS,
+    FACTOR_SWEEPS,
+    Fabric,
+    as_graph,
+)
 from .args import fraction, integer, tile_xy
 from .core import MAX_FACTOR, MAX_SWEEPS, _seed_arg
 
@@ -33,6 +40,17 @@ DEFAULT_LANES = 16
 
 def _positive(name, hi=MAX_SWEEPS):
     return integer(name, 1, hi)
+
+
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v < 1e7:
+        raise argparse.ArgumentTypeError(f"--budget-seconds must be a number of seconds "
+                                         f"> 0, got {text!r}")
+    return v
 
 
 def _lanes(text):
@@ -46,8 +64,9 @@ def _lanes(text):
     return v
 
 
-def _fabric(args, J, n_colours: int) -> Fabric:
-    """The fabric to run on: ``--config`` as it is, or the shipped one sized to ``J``."""
+def _fabric(args, J, n_colours: int, also=()) -> Fabric:
+    """The fabric to run on: ``--config`` as it is, or the shipped one sized to ``J``
+    (and large enough for every ``(J, n_colours)`` in ``also``)."""
     if args.config:
         if args.arch != "auto" or args.lanes is not None:
             raise TilefabError("--arch/--lanes: they size the shipped p-bit tile; with "
@@ -60,7 +79,13 @@ def _fabric(args, J, n_colours: int) -> Fabric:
     values = {k: v for k, v in cfg["tile_map"][0].items() if k not in ("x", "y")}
     if args.lanes is not None:
         values["lanes"] = args.lanes
-    values = sized_for(values, J, n_colours, args.arch)
+    sized = sized_for(values, J, n_colours, args.arch)
+    for J2, k2 in also:
+        other = sized_for(values, J2, k2, sized["arch"])
+        for key in ("n", "n_colours", "edge_depth", "max_degree"):
+            if key in sized:
+                sized[key] = max(sized[key], other[key])
+    values = sized
     raw["name"] = f"pbit_{values['arch']}{values['n']}"
     raw["tiles"] = {"default": values}
     return Fabric(raw, backend=args.backend, in_stall=args.stall_in, out_stall=args.stall_out)
@@ -74,15 +99,33 @@ def _where(fab: Fabric, xy, backend: str) -> str:
 
 def _maxcut(args) -> int:
     gr = as_graph(args.file)
-    k = int(graph.dsatur(gr.neighbours()).max(initial=0)) + 1
-    fab = _fabric(args, gr.W(), k)
-    r = fab.maxcut(gr, sweeps=args.sweeps, seed=args.seed, tile=args.tile)
+    run_gr, D, fab = gr, None, None
+    if args.sparsify is not None:
+        D = args.sparsify or None
+        if args.config:
+            fab = _fabric(args, None, 0)
+            t = fab.tiles_of("pbit")[0] if args.tile is None else fab.tile(*args.tile)
+            D = D or t.params.config()["max_degree"]
+        D = D or load(shipped("pbit"))["tile_map"][0]["max_degree"]
+        run_gr = sparsify(gr, D).graph
+    k = int(graph.dsatur(run_gr.neighbours()).max(initial=0)) + 1
+    fab = fab or _fabric(args, run_gr.W(), k)
+    r = fab.maxcut(gr, sweeps=args.sweeps, seed=args.seed, tile=args.tile, max_degree=D)
     t = fab.tile(*r.tile)
     arch = t.values["arch"]
-    limit, text = flips_limit(gr, arch, k, t.values.get("lanes", 1))
+    limit, text = flips_limit(run_gr, arch, k, t.values.get("lanes", 1))
     print(f"{gr.name or args.file}: {gr.n} nodes, {len(gr.edges)} edges, max degree "
           f"{int(gr.degrees().max(initial=0))}, {k} colours (DSATUR), on the "
           f"{_where(fab, r.tile, args.backend)}")
+    if r.split is not None and r.split.split_nodes:
+        s = r.split
+        print(f"sparsified to degree <= {D}: {s.split_nodes} nodes split into "
+              f"{s.graph.n - gr.n + s.split_nodes} copies, {s.graph.n} p-bits, max degree "
+              f"{int(s.graph.degrees().max(initial=0))}, copy couplings J_copy "
+              f"{int(s.j_copy.min())}..{int(s.j_copy.max())}; copies "
+              f"disagreeing with their first copy in the best state: {r.disagreements}")
+    elif r.split is not None:
+        print(f"sparsify: no node has degree above {D}, the graph runs as it is")
     print(f"cut {r.final_cut} (best seen {r.cut}) after {r.sweeps} sweeps")
     print(f"flips {r.flips}, cycles {r.cycles}, flips/cycle {r.flips_per_cycle:.2f} "
           f"(limit {text} = {limit:.2f})")
@@ -99,23 +142,35 @@ def _maxcut(args) -> int:
 
 
 def _factor(args) -> int:
-    na, nb = factor_.factor_widths(args.N, args.bits)
-    prog, _ = factor_.factor_program(args.N, na, nb, n_colours=256)
-    fab = _fabric(args, prog.J, int(prog.colours.max()) + 1)
-    r = fab.factor(args.N, bits=(na, nb), sweeps=args.sweeps, runs=args.runs, seed=args.seed,
-                   tile=args.tile)
+    N = factor_.check_N(args.N)
+    easy = factor_.trivial(N)
+    if easy is not None:
+        kind, p, q = easy
+        print(f"{N} is prime (no annealing)" if kind == "prime" else
+              f"{N} = {p} x {q}  ({kind}, no annealing)")
+        return 0
+    progs = []
+    for case in factor_.factor_cases(N, args.bits):
+        prog, _ = factor_.case_program(N, case, n_colours=256)
+        progs.append((prog.J, int(prog.colours.max()) + 1))
+    big = max(progs, key=lambda jk: len(jk[0]))
+    fab = _fabric(args, *big, also=progs)
+    r = fab.factor(N, bits=args.bits, sweeps=args.sweeps, runs=args.runs,
+                   budget_sweeps=args.budget_sweeps, budget_seconds=args.budget_seconds,
+                   seed=args.seed, tile=args.tile)
     where = _where(fab, r.tile, args.backend)
+    search = (f"{' + '.join(r.cases)}-bit multipliers run backwards: runs {r.runs} (restarts of "
+              f"{args.sweeps} sweeps), sweeps {r.sweeps}, cycles {r.cycles}, "
+              f"{r.seconds:.1f} s")
     if r.mismatch:
         print(f"{r.N}: RTL = golden: NO, {r.mismatch}  on the {where}")
         return 1
-    if r.a is None:
-        print(f"{r.N}: no factorization found in {r.runs} runs of {args.sweeps} sweeps "
-              f"on the {where}")
+    if not r.found:
+        print(f"{r.N}: no factorization found, budget {r.stopped} ran out, on the {where}")
+        print(search)
         return 1
-    a, b = sorted((r.a, r.b))
-    print(f"{r.N} = {a} x {b}  on the {where}")
-    print(f"{na}x{nb}-bit multiplier run backwards: runs {r.runs}, sweeps {r.sweeps}, "
-          f"cycles {r.cycles}" + (", RTL = golden: yes" if args.backend != "golden" else ""))
+    print(f"{r.N} = {r.a} x {r.b}  on the {where}")
+    print(search + (", RTL = golden: yes" if args.backend != "golden" else ""))
     return 0
 
 
@@ -151,6 +206,10 @@ def register(commands, bench_):
     mc = sub.add_parser("maxcut", help="anneal Max-Cut on a G-set/rudy graph file")
     mc.add_argument("file", help="graph in rudy format: 'n m' then m lines 'i j w'")
     mc.add_argument("--sweeps", type=_positive("--sweeps"), default=1000)
+    mc.add_argument("--sparsify", type=integer("--sparsify", 3, 4096), nargs="?", const=0,
+                    default=None, metavar="D",
+                    help="split nodes of degree > D into ferromagnetically chained copies "
+                         "(exact sparsification; default D: the tile's max_degree)")
     mc.add_argument("--assignment", default=None,
                     help="write the best cut's sides (one 0/1 per node) to this file")
     _run_args(mc)
@@ -158,10 +217,19 @@ def register(commands, bench_):
     fa = sub.add_parser("factor", help="factor N with a p-bit multiplier run backwards")
     fa.add_argument("N", type=_positive("N", MAX_FACTOR))
     fa.add_argument("--bits", type=_positive("--bits", 32), nargs=2, metavar=("A", "B"),
-                    help="factor widths (default: half of N's width each, rounded up)")
-    fa.add_argument("--sweeps", type=_positive("--sweeps"), default=1000,
-                    help="sweeps per annealing run")
-    fa.add_argument("--runs", type=_positive("--runs", 10_000), default=4)
+                    help="search one multiplier of these factor widths (default: every "
+                         "width of the smaller factor, each with its own multiplier)")
+    fa.add_argument("--sweeps", type=_positive("--sweeps"), default=FACTOR_SWEEPS,
+                    help=f"sweeps per restart (default {FACTOR_SWEEPS})")
+    fa.add_argument("--runs", type=_positive("--runs", 1_000_000), default=None,
+                    help="at most this many restarts (default: until a budget runs out)")
+    fa.add_argument("--budget-sweeps", type=_positive("--budget-sweeps", 10**9),
+                    default=FACTOR_BUDGET_SWEEPS,
+                    help=f"stop after this many sweeps in all (default "
+                         f"{FACTOR_BUDGET_SWEEPS})")
+    fa.add_argument("--budget-seconds", type=_seconds, default=FACTOR_BUDGET_SECONDS,
+                    help=f"stop after this much wall-clock time (default "
+                         f"{FACTOR_BUDGET_SECONDS:g} s)")
     _run_args(fa)
     fa.set_defaults(func=_factor)
     b = bench_.add_parser("pbit", help="p-bit flips/cycle, G-set Max-Cut vs peer, LUTs/p-bit")
@@ -182,4 +250,18 @@ def register(commands, bench_):
     b.add_argument("--plot", default="build/pbit_energy.png",
                    help="where to write the energy-vs-sweep plot")
     b.add_argument("--no-synth", action="store_true")
+    b.add_argument("--factor", action="store_true",
+                   help="factoring instead: success rate and sweeps to solution over random "
+                        "semiprimes (golden backend), and an RTL spot check")
+    b.add_argument("--factor-widths", type=_positive("--factor-widths", 32), nargs=2,
+                   default=[8, 16], metavar=("LO", "HI"), help="semiprime widths in bits")
+    b.add_argument("--factor-count", type=_positive("--factor-count", 1000), default=10,
+                   help="semiprimes per width")
+    b.add_argument("--factor-seed", type=_seed_arg, default=1)
+    b.add_argument("--factor-sweeps", type=_positive("--factor-sweeps"),
+                   default=FACTOR_SWEEPS, help="sweeps per restart")
+    b.add_argument("--factor-budget", type=_positive("--factor-budget", 10**9),
+                   default=FACTOR_BUDGET_SWEEPS, help="sweeps per semiprime")
+    b.add_argument("--factor-rtl", type=_positive("--factor-rtl", MAX_FACTOR), default=None,
+                   metavar="N", help="also factor N on the Verilator RTL")
     b.set_defaults(func=_bench)
