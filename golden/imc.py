@@ -42,6 +42,14 @@ returns the code ``k = floor((2 (a - lo)(2**b - 1) + D) / (2 D))``,
 ``D / (2**b - 1)``, ties rounded up. ``adc_bits = 0`` is an ideal ADC
 (``k = a``). The output is the integer ``Y_j = sum_p w_p sum_s levels**s k``;
 ``estimate()`` turns it back into units of ``W * x``.
+
+ADC sharing. With ``adc_share = A`` (a divisor of ``cols``) one ADC serves
+each group of ``A`` adjacent columns ``j = g * A + k``: the MVM runs ``A``
+phases, phase ``k`` applying every bit-plane (most significant first) to
+column ``k`` of every group. Column ``j``'s read-noise generator still draws
+once per plane, in plane order, so the outputs do not depend on ``A``; only
+the time does: ``in_bits * A`` cycles per MVM (``cycles_per_mvm``), with
+``slices * cols / A`` ADCs (``adcs``).
 """
 
 from __future__ import annotations
@@ -127,11 +135,12 @@ class CrossbarParams:
     prog_gain: int = 0
     prog_noise: str = "independent"
     read_gain: int = 0
+    adc_share: int = 1
 
     def __post_init__(self):
         for name, low in (("rows", 1), ("cols", 1), ("levels", 2), ("slices", 1),
                           ("in_bits", 2), ("adc_bits", 0), ("frac_bits", 0),
-                          ("prog_gain", 0), ("read_gain", 0)):
+                          ("prog_gain", 0), ("read_gain", 0), ("adc_share", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < low:
                 raise ValueError(f"{name} must be an integer >= {low}, not {v!r}")
@@ -141,6 +150,9 @@ class CrossbarParams:
         if self.adc_bits and self.adc_hi <= self.adc_lo:
             raise ValueError(f"adc range must have adc_lo < adc_hi, not "
                              f"[{self.adc_lo}, {self.adc_hi}]")
+        if self.cols % self.adc_share:
+            raise ValueError(f"adc_share must divide cols ({self.cols}), not "
+                             f"{self.adc_share}")
         if self.prog_noise not in NOISE_MODES:
             raise ValueError(f"prog_noise must be one of {', '.join(NOISE_MODES)}, "
                              f"not {self.prog_noise!r}")
@@ -178,11 +190,38 @@ class CrossbarParams:
     def macs_per_mvm(self) -> int:
         return self.rows * self.cols
 
+    @property
+    def adcs(self) -> int:
+        """ADCs (and column adders, read-noise datapaths) of the array: one per slice
+        and group of ``adc_share`` columns."""
+        return self.slices * self.cols // self.adc_share
+
+    @property
+    def cycles_per_mvm(self) -> int:
+        """Cycles one MVM occupies the array: one bit-plane per cycle, per phase."""
+        return self.in_bits * self.adc_share
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input vector's transfer to its result: the planes of every
+        phase, then the column-sum, ADC and shift-add registers."""
+        return self.cycles_per_mvm + 3
+
+    @property
+    def macs_per_cycle(self) -> float:
+        """Back-to-back MVMs: the bit-serial, shared-ADC limit."""
+        return self.macs_per_mvm / self.cycles_per_mvm
+
+    def phase_columns(self, k: int) -> np.ndarray:
+        """The columns digitized in phase ``k``: column ``k`` of every group."""
+        return np.arange(k, self.cols, self.adc_share)
+
     def hw_kwargs(self) -> dict:
         return dict(rows=self.rows, cols=self.cols, levels=self.levels, slices=self.slices,
                     in_bits=self.in_bits, adc_bits=self.adc_bits, adc_lo=self.adc_lo,
                     adc_hi=self.adc_hi, frac_bits=self.frac_bits, prog_gain=self.prog_gain,
-                    prog_noise=self.prog_noise, read_gain=self.read_gain)
+                    prog_noise=self.prog_noise, read_gain=self.read_gain,
+                    adc_share=self.adc_share)
 
     def with_(self, **kw) -> "CrossbarParams":
         return replace(self, **kw)
@@ -211,7 +250,9 @@ class CrossbarModel:
     def reseed(self, seed: int):
         p = self.p
         self.prog_state = seed_states(seed, 0, p.n_prog_generators)
-        self.read_state = seed_states(seed, p.n_prog_generators, p.n_read_generators)
+        # read_state[s, j]: generator 2 * slices + s * cols + j.
+        self.read_state = seed_states(seed, p.n_prog_generators,
+                                      p.n_read_generators).reshape(p.slices, p.cols)
 
     def check_weights(self, w) -> np.ndarray:
         w = np.asarray(w)
@@ -261,24 +302,29 @@ class CrossbarModel:
         b = self.p.in_bits
         return [(q, -(1 << q) if q == b - 1 else 1 << q) for q in range(b - 1, -1, -1)]
 
-    def column_values(self, x, plane: int) -> np.ndarray:
-        """Analog column values (slices, cols) for one bit-plane, drawing read noise."""
+    def column_values(self, x, plane: int, cols=None) -> np.ndarray:
+        """Analog column values (slices, len(cols)) of the columns ``cols`` (default
+        all) for one bit-plane, drawing one read-noise sample of each of them."""
         p = self.p
+        cols = np.arange(p.cols) if cols is None else np.asarray(cols)
         bits = (x >> plane) & 1
-        self.read_state = xorshift32(self.read_state)
-        n = scale_noise(irwin_hall(self.read_state), p.read_gain).reshape(p.slices, p.cols)
-        return np.einsum("i,sij->sj", bits, self.gd) + n
+        self.read_state[:, cols] = xorshift32(self.read_state[:, cols])
+        n = scale_noise(irwin_hall(self.read_state[:, cols]), p.read_gain)
+        return np.einsum("i,sij->sj", bits, self.gd[:, :, cols]) + n
 
     def mvm(self, x) -> np.ndarray:
         p = self.p
         x = self.check_inputs(x)
         scale = np.array([p.levels ** s for s in range(p.slices)], dtype=np.int64)
-        acc = np.zeros(p.cols, dtype=np.int64)
-        for t, (q, _) in enumerate(self.planes()):
-            k = adc_code(self.column_values(x, q), p)
-            v = scale @ k
-            acc = -v if t == 0 else 2 * acc + v
-        return acc
+        y = np.zeros(p.cols, dtype=np.int64)
+        for k in range(p.adc_share):
+            cols = p.phase_columns(k)
+            acc = np.zeros(cols.size, dtype=np.int64)
+            for t, (q, _) in enumerate(self.planes()):
+                v = scale @ adc_code(self.column_values(x, q, cols), p)
+                acc = -v if t == 0 else 2 * acc + v
+            y[cols] = acc
+        return y
 
     def mvm_batch(self, xs) -> np.ndarray:
         return np.stack([self.mvm(x) for x in xs]) if len(xs) else np.zeros((0, self.p.cols))

@@ -39,16 +39,19 @@ class Cfg:
     params: dict
 
 
+NOISY = {"rows": 10, "cols": 6, "levels": 4, "slices": 2, "frac_bits": 4,
+         "input_bits": 5, "adc_bits": 6, "adc_min": -8, "adc_max": 12.5,
+         "prog_sigma": 0.3, "read_sigma": 0.5, "prog_noise": "independent"}
 CONFIGS = [
     # Noise on, a clipping 6-bit ADC, two slices; P = 6 inputs per word over 2 X words,
     # 15-bit results, R = 2 per flit, F = 3 flits per vector.
-    Cfg("noisy", 32, dict(rows=10, cols=6, levels=4, slices=2, frac_bits=4, input_bits=5,
-                          adc_bits=6, adc_min=-8, adc_max=12.5, prog_sigma=0.3,
-                          read_sigma=0.5, prog_noise="independent")),
+    Cfg("noisy", 32, NOISY),
     # Exact: no noise, ideal ADC, 3 levels on one slice, 64-bit packets; P = 5 in one X
     # word, 22-bit results, R = 2, F = 4 (a half-filled last flit).
     Cfg("exact", 64, dict(rows=5, cols=7, levels=3, slices=1, frac_bits=3, input_bits=12,
                           adc_bits=0, prog_noise="proportional")),
+    # "noisy" with one ADC per 3 columns: two phases of 5 planes per vector.
+    Cfg("shared", 32, {**NOISY, "adc_share": 3}),
 ]
 CFG_IDS = [c.name for c in CONFIGS]
 
@@ -221,7 +224,7 @@ def test_mvm_bit_exact_with_backpressure(cfg):
         res = plan.assemble([got[start:start + n]])
         start += n
         np.testing.assert_array_equal(res.y, host.golden_outputs(plan))
-    if cfg.name == "noisy":
+    if cfg.name != "exact":
         # Noise really changed the results (otherwise "noise on" is vacuous).
         quiet = g.CrossbarModel(golden_params(params).with_(prog_gain=0, read_gain=0))
         job = plans[0].jobs[0]
@@ -237,7 +240,8 @@ def test_mvm_bit_exact_with_backpressure(cfg):
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=CFG_IDS)
 def test_back_to_back_vectors_keep_the_array_busy(cfg):
-    """No gaps, output always ready: a vector every max(B, F + 1, X + 1) cycles."""
+    """No gaps, output always ready: a vector every max(B * adc_share, F + 1, X + 1)
+    cycles."""
     params = params_of(cfg)
     rng = np.random.default_rng(8)
     n = 12
@@ -249,12 +253,17 @@ def test_back_to_back_vectors_keep_the_array_busy(cfg):
     check_results(r, params, [packets], host.golden_replies(plan))
     first_exec = next(i for i, q in enumerate(packets) if q.op == Op.EXEC)
     dones = [c for c, q in r.out if q.op == Op.DONE]
-    period = max(params.input_bits, params.flits_per_vector + 1, params.x_words + 1)
+    cb = golden_params(params)
+    assert params.cycles_per_vector == cb.cycles_per_mvm == cb.in_bits * cb.adc_share
+    period = max(params.cycles_per_vector, params.flits_per_vector + 1, params.x_words + 1)
     span = dones[-1] - r.taken[first_exec]
-    latency = params.input_bits + 3 + params.flits_per_vector + 4
+    latency = cb.latency + params.flits_per_vector + 4
     assert span <= (n - 1) * period + latency, (span, period)
+    if params.cycles_per_vector > params.flits_per_vector + 1:
+        # The array is the bottleneck: the steady DONE spacing is the cycle model's.
+        assert np.all(np.diff(dones[1:]) == params.cycles_per_vector), np.diff(dones)
     busy = [q for _, q in r.out if q.op == Op.REPLY and q.addr == params.status["busy"]]
-    assert busy[0].data == n * params.input_bits
+    assert busy[0].data == n * params.cycles_per_vector
 
 
 # ---- 2. malformed packets and status registers -----------------------------------
@@ -329,7 +338,7 @@ def test_errors_are_answered_and_mvm_stays_exact(cfg):
     want = {"dropped": dropped, "errors": len(bad) + len(stray),
             "flits_in": at + STATUS_REGISTERS.index("flits_in"),
             "mvms": len(plan.jobs[0].inputs),
-            "busy": len(plan.jobs[0].inputs) * params.input_bits}
+            "busy": len(plan.jobs[0].inputs) * params.cycles_per_vector}
     for name, v in want.items():
         assert values[name] == v, f"status {name}: read {values[name]}, expected {v}"
     i_out = at + STATUS_REGISTERS.index("flits_out")
@@ -370,10 +379,28 @@ def test_status_reads_at_reset(cfg):
     (dict(read_sigma=-1.0), "read_sigma"),
     (dict(prog_sigma=float("nan")), "prog_sigma"),
     (dict(rows=64, cols=64, slices=2), "rows"),
+    ({"rows": 64, "cols": 64, "slices": 2, "adc_share": 2}, "rows"),
+    ({"rows": 64, "cols": 64, "slices": 4, "adc_share": 8}, "rows"),
+    ({"cols": 12, "adc_share": 5}, "adc_share"),
+    ({"adc_share": 0}, "adc_share"),
+    ({"adc_share": 65}, "adc_share"),
 ])
 def test_params_reject_bad_values_naming_the_field(values, field):
     with pytest.raises(ValueError, match=rf"^{field}: "):
         CrossbarTileParams(data_bits=32, addr_bits=16, **values)
+
+
+def test_params_adc_share_rules():
+    with pytest.raises(ValueError, match=r"^adc_share: 5 is not allowed, must be a divisor of "
+                                         r"cols \(12\): one of 1, 2, 3, 4, 6, 12$"):
+        CrossbarTileParams(data_bits=32, addr_bits=16, cols=12, adc_share=5)
+    with pytest.raises(ValueError, match=r"^rows: .*adc_share 2.*\(or adc_share 4 or more\)"):
+        CrossbarTileParams(data_bits=32, addr_bits=16, rows=64, cols=64, slices=2,
+                           adc_share=2)
+    p = CrossbarTileParams(data_bits=32, addr_bits=16, rows=64, cols=64, slices=2,
+                           adc_share=4)
+    assert p.block["adc_share"] == 4 and p.cycles_per_vector == 4 * p.input_bits
+    assert golden_params(p).adcs == 32 and p.manifest()["crossbar"]["adc_share"] == 4
 
 
 def test_params_packet_width_rules():

@@ -396,3 +396,156 @@ def test_bench_accuracy_sweep_and_plot(tmp_path):
     png = tmp_path / "err.png"
     bench.plot(grid, str(png))
     assert png.stat().st_size > 1000
+
+
+# --- ADC sharing: adc_share columns per ADC, digitized over adc_share phases ----------
+
+SHARE_CASES = [{}, {"levels": 3, "slices": 1, "prog_noise": "proportional", "adc_bits": 0},
+               {"cols": 8, "in_bits": 3, "adc_lo": -300, "adc_hi": 100}]
+
+
+@pytest.mark.parametrize("kw", SHARE_CASES)
+def test_golden_outputs_and_draws_do_not_depend_on_adc_share(kw):
+    base = params(**kw)
+    rng = np.random.default_rng(base.cols + base.slices)
+    w, xs = random_problem(base, rng, 12)
+    runs = {}
+    for share in [d for d in range(1, base.cols + 1) if base.cols % d == 0]:
+        model = g.CrossbarModel(base.with_(adc_share=share), seed=0xC0FFEE)
+        model.program(w)
+        runs[share] = (model.mvm_batch(xs), model.read_state.copy())
+    y1, state1 = runs[1]
+    for share, (y, state) in runs.items():
+        np.testing.assert_array_equal(y, y1, err_msg=f"adc_share {share}")
+        np.testing.assert_array_equal(state, state1, err_msg=f"adc_share {share}")
+    # Every column's generator drew once per plane and vector.
+    fresh = g.CrossbarModel(base, seed=0xC0FFEE).read_state
+    for _ in range(len(xs) * base.in_bits):
+        fresh = g.xorshift32(fresh)
+    np.testing.assert_array_equal(state1, fresh)
+    # Read noise is on: a model without it differs, so the draws matter.
+    quiet = g.CrossbarModel(base.with_(read_gain=0, adc_share=2), seed=0xC0FFEE)
+    quiet.program(w)
+    assert not np.array_equal(quiet.mvm_batch(xs), y1)
+
+
+def test_golden_phases_digitize_one_column_per_group():
+    p = params(cols=6, adc_share=3, prog_gain=0, read_gain=0)
+    assert [p.phase_columns(k).tolist() for k in range(3)] == [[0, 3], [1, 4], [2, 5]]
+    model = g.CrossbarModel(p)
+    model.program(np.ones((p.rows, p.cols), dtype=int))
+    before = model.read_state.copy()
+    vals = model.column_values(np.full(p.rows, -1), 2, p.phase_columns(1))
+    assert vals.shape == (p.slices, 2)
+    # Only the generators of the digitized columns stepped.
+    stepped = before.copy()
+    stepped[:, [1, 4]] = g.xorshift32(before[:, [1, 4]])
+    np.testing.assert_array_equal(model.read_state, stepped)
+
+
+@pytest.mark.parametrize("share", [1, 2, 3, 6])
+def test_cycle_model_and_adc_count(share):
+    p = params(adc_share=share)
+    block = Crossbar(**p.hw_kwargs())
+    block._MustUse__silence = True
+    assert p.cycles_per_mvm == block.cycles_per_vector == p.in_bits * share
+    assert p.latency == block.latency == p.in_bits * share + 3
+    assert p.adcs == block.adcs == p.slices * p.cols // share
+    assert p.macs_per_cycle == block.macs_per_cycle_limit == p.rows * p.cols / (
+        p.in_bits * share)
+
+
+@pytest.mark.parametrize("share", [0, 4, 7])
+def test_adc_share_must_divide_cols(share):
+    with pytest.raises(ValueError, match="adc_share"):
+        params(adc_share=share)
+    with pytest.raises(ValueError, match=r"^adc_share: .*(divide cols \(6\): one of 1, 2, 3, 6"
+                                         r"|must be 1\.\.6)"):
+        Crossbar(**(params().hw_kwargs() | {"adc_share": share}))
+
+
+def test_config_adc_share_errors_name_the_field():
+    with pytest.raises(ConfigError) as exc:
+        _crossbar(_with("adc_share", 4))
+    msg = str(exc.value)
+    assert "tiles.default.adc_share" in msg and "a divisor of cols (6): one of 1, 2, 3, 6" in msg
+    assert golden_params(_crossbar(_with("adc_share", 3))).adc_share == 3
+
+
+def test_energy_model_accounts_for_adc_sharing():
+    p = golden_params(_crossbar())
+    one, shared = energy_per_mvm(p), energy_per_mvm(p.with_(adc_share=3))
+    # Same conversions (and ADC, cell and shift-add energy) on a third of the ADCs;
+    # the word lines are driven once per phase; the MVM takes three times as long.
+    assert shared.conversions == one.conversions == p.in_bits * p.slices * p.cols
+    assert (one.adcs, shared.adcs) == (p.slices * p.cols, p.slices * p.cols // 3)
+    assert shared.conversions_per_adc == 3 * one.conversions_per_adc == 3 * p.in_bits
+    for part in ("adc", "cell_read", "shift_add"):
+        assert shared.per_mvm_pj[part] == pytest.approx(one.per_mvm_pj[part])
+    assert shared.per_mvm_pj["dac"] == pytest.approx(3 * one.per_mvm_pj["dac"])
+    assert shared.mvm_ns == pytest.approx(3 * one.mvm_ns)
+    assert one.mvm_ns == pytest.approx(p.in_bits * (p.adc_bits + 1) * 1.0)
+
+
+def test_shared_noise_ring_matches_golden_draws():
+    # A ring of 3 generators, draws as a shared-ADC group makes them: B planes of the
+    # head, then the ring turns; every generator's sequence is its golden sequence.
+    gain, index, seed, planes, ring = g.noise_gain(0.4, 4), 9, 0x1234_5678, 4, 3
+    dut = GaussianNoise(index=index, gain=gain, ring=ring)
+    state = g.seed_states(seed, index, ring)
+    want, got = [], []
+    for _ in range(2):                       # two vectors
+        for k in range(ring):
+            for _ in range(planes):
+                state[k] = g.xorshift32(state[k:k + 1])[0]
+                want.append(int(g.scale_noise(g.irwin_hall(state[k:k + 1]), gain)[0]))
+
+    async def bench(ctx):
+        ctx.set(dut.seed, seed)
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        for _ in range(2):
+            for _ in range(ring):
+                for q in range(planes):
+                    ctx.set(dut.next, 1)
+                    ctx.set(dut.rotate, q == planes - 1)
+                    got.append(ctx.get(dut.sample))
+                    await ctx.tick()
+                ctx.set(dut.next, 0)         # an idle cycle changes nothing
+                await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == want
+
+
+def test_noise_seed_equal_to_a_salt_starts_from_the_salt():
+    # seed ^ salt(g) == 0 is the one seed the linear start-state shortcut must catch.
+    index, ring = 4, 2
+    seed = int(g.salt(index + 1))
+    dut = GaussianNoise(index=index, gain=g.noise_gain(1.0, 4), ring=ring)
+    want = g.seed_states(seed, index, ring)
+    assert want[1] == seed                   # the zero case: the salt itself
+    want = g.xorshift32(want)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.seed, seed)
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        for _ in range(ring):
+            got.append(ctx.get(dut.sample))
+            ctx.set(dut.next, 1)
+            ctx.set(dut.rotate, 1)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    gain = g.noise_gain(1.0, 4)
+    assert got == [int(v) for v in g.scale_noise(g.irwin_hall(want), gain)]

@@ -25,6 +25,12 @@ CONFIGS = {
                                 prog_gain=g.noise_gain(0.1, 3), prog_noise="proportional",
                                 read_gain=g.noise_gain(0.25, 3)),
 }
+# The same two with one ADC per group of columns: "sliced" with one ADC per 3 of its 6
+# columns, and "ternary" widened to 8 columns with one ADC per 4.
+SHARED = {
+    "sliced_share3": CONFIGS["sliced"].with_(adc_share=3),
+    "ternary_share4": CONFIGS["ternary"].with_(cols=8, adc_share=4),
+}
 
 
 def random_sessions(p, rng, n_sessions, n_vectors):
@@ -39,9 +45,9 @@ def run(p, sessions, **kw):
     return run_on_verilator(p, sessions, test_module="tilefab.verif.tb_crossbar_check", **kw)
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(CONFIGS) + sorted(SHARED))
 def test_bit_exact_with_noise_and_backpressure(name):
-    p = CONFIGS[name]
+    p = {**CONFIGS, **SHARED}[name]
     rng = np.random.default_rng(len(name))
     sessions = random_sessions(p, rng, 3, 25)
     # The testbench asserts every output against CrossbarModel; check it saw them all
@@ -131,16 +137,34 @@ def test_adc_clipping_in_rtl():
     assert np.all(np.abs(y[4:8]) < top * (1 + p.levels))
 
 
-def test_throughput_is_one_bit_plane_per_cycle():
-    p = CONFIGS["sliced"]
+@pytest.mark.parametrize("share", [1, 2, 6])
+def test_throughput_is_one_bit_plane_per_cycle(share):
+    p = CONFIGS["sliced"].with_(adc_share=share)
     rng = np.random.default_rng(9)
     sessions = random_sessions(p, rng, 1, 32)
     rec = run(p, sessions)
-    ys = rec[0]["cycles"]["y"]
+    xs, ys = rec[0]["cycles"]["x"], rec[0]["cycles"]["y"]
     gaps = np.diff(ys)
-    assert np.all(gaps == p.in_bits), gaps
+    assert np.all(gaps == p.cycles_per_mvm), gaps
+    assert p.cycles_per_mvm == p.in_bits * share
     macs_per_cycle = p.rows * p.cols * (len(ys) - 1) / (ys[-1] - ys[0])
-    assert macs_per_cycle == p.rows * p.cols / p.in_bits
+    assert macs_per_cycle == p.macs_per_cycle
+    # The first vector meets an idle array: its result comes after the stated latency.
+    assert ys[0] - xs[0] == p.latency, (xs[0], ys[0])
+
+
+def test_rtl_outputs_do_not_depend_on_adc_share():
+    # The same sessions (noise on) on three builds of one array: one ADC per column,
+    # per 2 columns and per slice; each is checked against the golden model in the
+    # testbench, and the three agree bit for bit.
+    base = CONFIGS["sliced"]
+    rng = np.random.default_rng(17)
+    sessions = random_sessions(base, rng, 2, 12)
+    outs = {share: [r["outputs"] for r in run(base.with_(adc_share=share), sessions,
+                                              stall_in=0.2, stall_out=0.3, stim_seed=share)]
+            for share in (1, 2, 6)}
+    assert outs[1] == outs[2] == outs[6]
+    assert [len(o) for o in outs[1]] == [12, 12]
 
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "imc"
@@ -157,7 +181,8 @@ def test_cli_mvm_runs_rtl_and_agrees_with_golden(capsys):
                  "--vectors", "6", "--stall-in", "0.2", "--stall-out", "0.3"]) == 0
     out = capsys.readouterr().out
     assert "RTL = golden: yes, 6 vectors x 6 outputs bit-exact" in out
-    assert "error vs ideal" in out and "limit 1 x rows*cols/input_bits = 12.00" in out
+    assert ("error vs ideal" in out
+            and "limit 1 x rows*cols/(input_bits*adc_share) = 12.00" in out)
 
 
 def test_cli_mvm_tiles_a_large_w_over_two_tiles(capsys):
@@ -172,3 +197,20 @@ def test_cli_mvm_tiles_a_large_w_over_two_tiles(capsys):
         main(["imc", "mvm", str(cfg), "--vectors", "0"])
     assert exc.value.code == 2
     assert "--vectors must be an integer 1..65536" in capsys.readouterr().err
+
+
+def test_cli_mvm_on_a_shared_adc_tile(tmp_path, capsys):
+    # The whole path (runtime, NoC, tile, pyverilator) with one ADC per 3 columns.
+    from tilefab.cli import main
+
+    text = (EXAMPLES / "crossbar_8x6.yaml").read_text()
+    assert "read_sigma: 0.5}" in text
+    cfg = tmp_path / "crossbar_8x6_share3.yaml"
+    cfg.write_text(text.replace("name: crossbar_8x6", "name: crossbar_8x6_share3")
+                   .replace("read_sigma: 0.5}", "read_sigma: 0.5, adc_share: 3}"))
+    assert main(["imc", "mvm", str(cfg), "--seed", "4", "--vectors", "6",
+                 "--stall-in", "0.2", "--stall-out", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "ADC 6 bit [-8, 12] shared by 3 columns" in out
+    assert "RTL = golden: yes, 6 vectors x 6 outputs bit-exact" in out
+    assert "limit 1 x rows*cols/(input_bits*adc_share) = 4.00" in out

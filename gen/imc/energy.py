@@ -1,15 +1,24 @@
 """Energy per MVM of an analog crossbar with the emulator's organisation.
 
 Event counts per MVM (``B`` input planes, ``S`` slices, ``R x C`` cells, ``p1``
-the fraction of input bits that are 1):
+the fraction of input bits that are 1, ``A`` = ``adc_share`` columns per ADC):
 
-- ADC: one conversion per column, slice and plane: ``B * S * C``.
+- ADC: one conversion per column, slice and plane: ``B * S * C``, on
+  ``S * C / A`` ADCs (``A * B`` conversions each per MVM). Sharing leaves the
+  conversions, and so the ADC energy, unchanged; it divides the ADC count (area)
+  by ``A`` and multiplies the MVM time by ``A``.
 - DAC: the inputs are bit-serial, so the DAC is a 1-bit word-line driver; one
-  charge of a word line per row, slice and plane whose bit is 1: ``p1 * B * S * R``.
-- cell read: both devices of every pair on an active row conduct for the read
-  time: ``p1 * B * S * R * C * 2`` device reads at their conductance.
+  charge of a word line per row, slice, plane whose bit is 1 and phase: the
+  array is read once per phase, with column ``k`` of each group connected to its
+  ADC in phase ``k``: ``p1 * B * S * R * A``.
+- cell read: both devices of every pair on an active row of a connected column
+  conduct for the read time, each column once per plane:
+  ``p1 * B * S * R * C * 2`` device reads at their conductance.
 - digital shift-add: one accumulator add per column, slice and plane,
   ``out_bits`` wide: ``B * S * C``.
+
+Time per MVM (``mvm_ns``): ``A * B`` reads, each as long as the longer of the
+read integration and one SAR conversion (``adc_bits + 1`` ADC cycles).
 
 Figures (``FIGURES``, overridable from the config's ``energy`` section); each
 is cited where it is defined. The MAC count is ``R * C`` per MVM (one MVM of
@@ -58,6 +67,13 @@ FIGURES = {
 class EnergyReport:
     per_mvm_pj: dict          # component -> pJ per MVM
     macs: int
+    adcs: int = 0             # ADCs of the array (slices * cols / adc_share)
+    conversions: int = 0      # ADC conversions per MVM
+    mvm_ns: float = 0.0       # time of one MVM
+
+    @property
+    def conversions_per_adc(self) -> int:
+        return self.conversions // self.adcs if self.adcs else 0
 
     @property
     def total_pj(self) -> float:
@@ -108,7 +124,7 @@ def energy_per_mvm(p: CrossbarParams, overrides: dict | None = None,
                    weights=None) -> EnergyReport:
     f = dict(FIGURES)
     f.update(overrides or {})
-    B, S, R, C = p.in_bits, p.slices, p.rows, p.cols
+    B, S, R, C, A = p.in_bits, p.slices, p.rows, p.cols, p.adc_share
     p1 = f["input_one_fraction"]
     conversions = B * S * C
     level = mean_level(p, weights)
@@ -119,8 +135,10 @@ def energy_per_mvm(p: CrossbarParams, overrides: dict | None = None,
     add_pj = f["add_pj_per_32bit"] * out_bits / 32
     per = {
         "adc": conversions * adc_energy_pj(p.adc_bits, f),
-        "dac": p1 * B * S * R * wl_pj,
+        "dac": p1 * B * S * R * A * wl_pj,
         "cell_read": p1 * B * S * R * C * 2 * cell_pj,
         "shift_add": conversions * add_pj,
     }
-    return EnergyReport(per_mvm_pj=per, macs=R * C)
+    t_conv = (p.adc_bits + 1) * f["adc_cycle_ns"] if p.adc_bits else 0.0
+    return EnergyReport(per_mvm_pj=per, macs=R * C, adcs=p.adcs, conversions=conversions,
+                        mvm_ns=A * B * max(f["t_read_ns"], t_conv))

@@ -17,18 +17,28 @@ Ports (``amaranth.lib.stream``):
   input vector is being applied. Reset is equivalent to seed 0.
   ``prog`` (in, signed weight): programs one cell per transfer, ``rows * cols``
   transfers in row-major order; the array is a shift chain, so the last
-  ``rows * cols`` words written define it. Accepted only while no input vector
-  is being applied; a vector accepted in the same cycle as a word sees the array
-  after that word. Weights beyond ``+-(levels**slices - 1)`` are undefined.
+  ``rows * cols`` words written define it (with ``adc_share > 1`` each group's
+  cells also turn as a ring during a vector, back in place at its end).
+  Accepted only while no input vector is being applied; a vector accepted in the
+  same cycle as a word sees the array after that word. Weights beyond ``+-(levels**slices - 1)`` are undefined.
   ``x`` (in, fields ``r0 .. r{rows-1}``, signed ``in_bits``): one input vector;
   row ``i`` occupies payload bits ``[i * in_bits, (i + 1) * in_bits)``.
   ``y`` (out, fields ``c0 .. c{cols-1}``, signed, equal widths): one result
   per input vector, in order, column ``j`` at the ``j``-th field.
 
-Timing: one bit-plane per cycle, most significant first, so a vector takes
-``in_bits`` cycles and back-to-back vectors keep the array busy every cycle:
-``rows * cols / in_bits`` MACs per cycle, the limit of bit-serial inputs. The
-latency from the input transfer to ``y.valid`` is ``in_bits + 3`` cycles.
+ADC sharing: ``adc_share = A`` (a divisor of ``cols``) gives each group of
+``A`` adjacent columns (``j = g * A + k``, ``k < A``) one column adder, one
+read-noise datapath and one ADC per slice, time-multiplexed: phase ``k``
+sums, digitizes and shift-adds column ``k`` of every group over all
+bit-planes, then phase ``k + 1`` replays the planes for the next column. Each
+column keeps its own read-noise generator, drawn once per plane in plane
+order, so the results are the same for every ``A``.
+
+Timing: one bit-plane per cycle, most significant first, ``A`` passes over the
+planes, so a vector takes ``in_bits * A`` cycles and back-to-back vectors keep
+the array busy every cycle: ``rows * cols / (in_bits * A)`` MACs per cycle, the
+limit of bit-serial inputs and ``cols / A`` columns summed per cycle. The
+latency from the input transfer to ``y.valid`` is ``in_bits * A + 3`` cycles.
 A stall on ``y`` freezes the whole pipeline, noise generators included, so
 results do not depend on backpressure.
 """
@@ -37,7 +47,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -66,6 +76,10 @@ def magic_divider(divisor: int, n_max: int) -> tuple[int, int]:
         shift += 1
 
 
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 def _bits_for_signed(lo: int, hi: int):
     return signed(max(lo.bit_length(), hi.bit_length()) + 1)
 
@@ -74,9 +88,13 @@ class Crossbar(wiring.Component):
     def __init__(self, *, rows: int, cols: int, levels: int, slices: int = 1,
                  in_bits: int = 8, adc_bits: int = 8, adc_lo: int, adc_hi: int,
                  frac_bits: int = 4, prog_gain: int = 0, prog_noise: str = "independent",
-                 read_gain: int = 0):
+                 read_gain: int = 0, adc_share: int = 1):
         check_int("rows", rows, 1, 1024)
         check_int("cols", cols, 1, 1024)
+        check_int("adc_share", adc_share, 1, cols)
+        if cols % adc_share:
+            raise ValueError(f"adc_share: {adc_share!r} is not allowed, must divide cols "
+                             f"({cols}): one of {', '.join(map(str, divisors(cols)))}")
         check_int("levels", levels, 2, 1 << 16)
         check_int("slices", slices, 1, 8)
         check_int("in_bits", in_bits, 2, 32)
@@ -97,6 +115,7 @@ class Crossbar(wiring.Component):
         self._in_bits, self._adc_bits, self._frac_bits = in_bits, adc_bits, frac_bits
         self._adc_lo, self._adc_hi = adc_lo, adc_hi
         self._prog_gain, self._prog_noise, self._read_gain = prog_gain, prog_noise, read_gain
+        self._share = adc_share
 
         self._w_max = levels ** slices - 1
         self._slice_shift = (levels - 1).bit_length() if slices > 1 else 0
@@ -128,12 +147,20 @@ class Crossbar(wiring.Component):
         })
 
     @property
+    def cycles_per_vector(self) -> int:
+        return self._in_bits * self._share
+
+    @property
     def macs_per_cycle_limit(self) -> float:
-        return self._rows * self._cols / self._in_bits
+        return self._rows * self._cols / self.cycles_per_vector
 
     @property
     def latency(self) -> int:
-        return self._in_bits + 3
+        return self.cycles_per_vector + 3
+
+    @property
+    def adcs(self) -> int:
+        return self._slices * self._cols // self._share
 
     def elaborate(self, platform):
         m = Module()
@@ -155,6 +182,7 @@ class Crossbar(wiring.Component):
         prog_write = self.prog.valid & self.prog.ready
 
         # --- programming: digits, noise, clip, shift chain -----------------
+        written = []            # per slice, the cell value entering the chain
         cells = [[Signal(self._cell_shape, name=f"gd_s{s}_r{k // C}_c{k % C}")
                   for k in range(R * C)] for s in range(S)]
         w = self.prog.payload
@@ -189,54 +217,96 @@ class Crossbar(wiring.Component):
                 else:       # a noiseless level always fits: gbits has a level of headroom
                     m.d.comb += clipped.eq(noisy)
                 g.append(clipped)
-            with m.If(prog_write):
-                m.d.sync += cells[s][R * C - 1].eq(g[0] - g[1])
-                m.d.sync += [cells[s][k].eq(cells[s][k + 1]) for k in range(R * C - 1)]
+            written.append(g[0] - g[1])
 
-        # --- stage 0: one bit-plane of the buffered vector -----------------
+        # --- stage 0: one bit-plane of the buffered vector, for one column phase ----
+        # The input register rotates, so after the B planes of a phase it holds the
+        # vector again for the next phase.
+        A = self._share
         xs = [Signal(B, name=f"x_{i}") for i in range(R)]
+        # With one column per ADC there is no phase: no zero-width counters.
+        phase = Signal(range(A)) if A > 1 else Const(0, 1)
         issue = Signal()
         last_plane = plane == 0
+        last_phase = phase == A - 1
         m.d.comb += [
             issue.eq(xbuf_valid & adv),
-            self.x.ready.eq(~xbuf_valid | (adv & last_plane)),
+            self.x.ready.eq(~xbuf_valid | (adv & last_plane & last_phase)),
         ]
         with m.If(issue):
-            m.d.sync += [x.eq(x << 1) for x in xs]
-            m.d.sync += plane.eq(plane - 1)
+            m.d.sync += [x.eq(x.rotate_left(1)) for x in xs]
             with m.If(last_plane):
-                m.d.sync += xbuf_valid.eq(0)
+                m.d.sync += plane.eq(B - 1)
+                if A > 1:
+                    m.d.sync += phase.eq(Mux(last_phase, 0, phase + 1))
+                with m.If(last_phase):
+                    m.d.sync += xbuf_valid.eq(0)
+            with m.Else():
+                m.d.sync += plane.eq(plane - 1)
         with m.If(self.x.valid & self.x.ready):
             m.d.sync += [xs[i].eq(self.x.payload[f"r{i}"]) for i in range(R)]
             m.d.sync += [plane.eq(B - 1), xbuf_valid.eq(1)]
+            if A > 1:
+                m.d.sync += phase.eq(0)
         bits = [x[B - 1] for x in xs]
 
+        # The cells of a group (chain positions i * C + g * A .. + A - 1) form a ring
+        # that turns once per phase, so its head, position i * C + g * A, always holds
+        # the cell of the column being digitized, and A turns restore it. Programming
+        # and turning shift the same way: only the ring's last cell chooses between
+        # the chain's next word and the head, and no per-cell read multiplexer exists.
+        turn = Signal()
+        m.d.comb += turn.eq(issue & last_plane)
+        N = R * C
+        for s in range(S):
+            chain = cells[s] + [written[s]]
+            with m.If(prog_write):
+                m.d.sync += [cells[s][p].eq(chain[p + 1]) for p in range(N)]
+            if A > 1:
+                with m.If(turn):
+                    m.d.sync += [cells[s][p].eq(cells[s][p + 1] if p % A < A - 1
+                                                else cells[s][p - (A - 1)])
+                                 for p in range(N)]
+
+        # --- stage 1: the column of each group that this phase digitizes ----------
+        G = C // A
         col_shape = _bits_for_signed(self._col_lo, self._col_hi)
-        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
-        s1_col = [[Signal(col_shape, name=f"col_s{s}_c{j}") for j in range(C)]
+        s1_valid, s1_first, s1_last, s1_end = Signal(), Signal(), Signal(), Signal()
+        s1_phase = Signal(range(A)) if A > 1 else Const(0, 1)
+        s1_col = [[Signal(col_shape, name=f"col_s{s}_g{g}") for g in range(G)]
                   for s in range(S)]
         with m.If(adv):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(plane == B - 1),
-                         s1_last.eq(last_plane)]
+                         s1_last.eq(last_plane), s1_end.eq(last_plane & last_phase)]
+            if A > 1:
+                m.d.sync += s1_phase.eq(phase)
         for s in range(S):
-            for j in range(C):
-                total = tree_sum((Mux(bits[i], cells[s][i * C + j], 0) for i in range(R)), m)
+            for g in range(G):
+                terms = (Mux(bits[i], cells[s][i * C + g * A], 0) for i in range(R))
+                total = tree_sum(terms, m)
                 if self._read_gain:
-                    gen = GaussianNoise(index=2 * S + s * C + j, gain=self._read_gain)
-                    m.submodules[f"read_noise_s{s}_c{j}"] = gen
+                    gen = GaussianNoise(index=2 * S + s * C + g * A, gain=self._read_gain,
+                                        ring=A)
+                    m.submodules[f"read_noise_s{s}_g{g}"] = gen
                     m.d.comb += [gen.seed.eq(self.seed.payload), gen.load.eq(seed_load),
                                  gen.next.eq(issue)]
+                    if A > 1:
+                        m.d.comb += gen.rotate.eq(last_plane)     # with next: a turn
                     total = total + gen.sample
                 with m.If(adv):
-                    m.d.sync += s1_col[s][j].eq(total)
+                    m.d.sync += s1_col[s][g].eq(total)
 
-        # --- stage 1: ADC ----------------------------------------------------
+        # --- stage 2: ADC ----------------------------------------------------
         code_shape = _bits_for_signed(self._code_min, self._code_max)
-        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
-        s2_code = [[Signal(code_shape, name=f"code_s{s}_c{j}") for j in range(C)]
+        s2_valid, s2_first, s2_last, s2_end = Signal(), Signal(), Signal(), Signal()
+        s2_phase = Signal(range(A)) if A > 1 else Const(0, 1)
+        s2_code = [[Signal(code_shape, name=f"code_s{s}_g{g}") for g in range(G)]
                    for s in range(S)]
         with m.If(adv):
-            m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last)]
+            m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last),
+                         s2_end.eq(s1_end)]
+            if A > 1:
+                m.d.sync += s2_phase.eq(s1_phase)
         if self._adc_bits:
             lo, hi = self._adc_lo, self._adc_hi
             d = hi - lo
@@ -248,32 +318,33 @@ class Crossbar(wiring.Component):
             num_a, num_b, den = 2 * top // common, d // common, 2 * d // common
             mult, shift = magic_divider(den, num_a * d + num_b)
         for s in range(S):
-            for j in range(C):
-                a = s1_col[s][j]
+            for g in range(G):
+                a = s1_col[s][g]
                 if self._adc_bits:
-                    u = Signal(range(d + 1), name=f"adc_u_s{s}_c{j}")
+                    u = Signal(range(d + 1), name=f"adc_u_s{s}_g{g}")
                     m.d.comb += u.eq(Mux(a < lo, 0, Mux(a > hi, d, a - lo)))
                     code = (u * (num_a * mult) + num_b * mult) >> shift
                 else:
                     code = a
                 with m.If(adv):
-                    m.d.sync += s2_code[s][j].eq(code)
+                    m.d.sync += s2_code[s][g].eq(code)
 
-        # --- stage 2: shift-add over slices and planes -----------------------
-        acc = [Signal(self._out_shape, name=f"acc_c{j}") for j in range(C)]
+        # --- stage 3: shift-add over slices and planes, one column per group ------
+        acc = [Signal(self._out_shape, name=f"acc_g{g}") for g in range(G)]
         with m.If(self.y.valid & self.y.ready):
             m.d.sync += self.y.valid.eq(0)
-        for j in range(C):
-            v = tree_sum(s2_code[s][j] << (s * self._slice_shift) for s in range(S))
-            nxt = Signal(self._out_shape, name=f"acc_next_c{j}")
-            m.d.comb += nxt.eq(Mux(s2_first, -v, (acc[j] << 1) + v))
+        for g in range(G):
+            v = tree_sum(s2_code[s][g] << (s * self._slice_shift) for s in range(S))
+            nxt = Signal(self._out_shape, name=f"acc_next_g{g}")
+            m.d.comb += nxt.eq(Mux(s2_first, -v, (acc[g] << 1) + v))
             with m.If(adv & s2_valid):
-                m.d.sync += acc[j].eq(nxt)
-                with m.If(s2_last):
-                    m.d.sync += self.y.payload[f"c{j}"].eq(nxt)
-        with m.If(adv & s2_valid & s2_last):
+                m.d.sync += acc[g].eq(nxt)
+                for k in range(A):
+                    with m.If(s2_last & (s2_phase == k)):
+                        m.d.sync += self.y.payload[f"c{g * A + k}"].eq(nxt)
+        with m.If(adv & s2_valid & s2_end):
             m.d.sync += self.y.valid.eq(1)
         return m
 
 
-__all__ = ["Crossbar", "magic_divider"]
+__all__ = ["Crossbar", "divisors", "magic_divider"]

@@ -1,16 +1,25 @@
 """Seeded Gaussian-approximation noise source: xorshift32 and an Irwin-Hall sum.
 
-``GaussianNoise`` holds one xorshift32 state (``prng.xorshift32``: shifts 13,
-17, 5). ``sample`` is ``floor((z * gain * level + 2**15) / 2**16)`` with ``z``
-the sum of the four bytes of the state minus 510: an Irwin-Hall sum of four
-uniforms, variance 21845, excess kurtosis -0.3. The register always holds an
+``GaussianNoise`` holds ``ring`` xorshift32 states (``prng.xorshift32``: shifts
+13, 17, 5), generators ``index .. index + ring - 1``, and one sample datapath.
+``sample`` is ``floor((z * gain * level + 2**15) / 2**16)`` with ``z`` the sum
+of the four bytes of the head state minus 510: an Irwin-Hall sum of four
+uniforms, variance 21845, excess kurtosis -0.3. Every register always holds an
 already-stepped state, so a draw ("step, then use the new state") reads
-``sample`` in the cycle ``next`` is high and steps the state for the next draw.
+``sample`` in the cycle ``next`` is high and steps the head for the next draw.
+A ring serves the columns that share one ADC: the head is the generator of the
+column being digitized, and each generator's own sequence of draws is the same
+as if it had a datapath of its own.
 
 Ports:
-  ``seed`` (in, 32), ``load`` (in): on ``load``, restart from ``seed ^ salt``
-  (``salt`` when that is zero); ``load`` wins over ``next``.
-  ``next`` (in): a draw happens this cycle; ``sample`` is valid every cycle.
+  ``seed`` (in, 32), ``load`` (in): on ``load``, generator ``g`` restarts from
+  ``seed ^ salt(g)`` (``salt(g)`` when that is zero) and generator ``index`` is
+  the head; ``load`` wins over ``next``.
+  ``next`` (in): a draw from the head happens this cycle; ``sample`` is valid
+  every cycle.
+  ``rotate`` (in, only when ``ring > 1``; with ``next``): after this draw the
+  ring turns: the head becomes the next generator (``index + 1``, ..., wrapping
+  to ``index``), so ``ring`` turns bring every generator back to its place.
   ``level`` (in, only when ``level_bits > 0``): multiplies the sample, for noise
   proportional to a conductance level.
   ``sample`` (out, signed): combinational from the state register.
@@ -57,11 +66,12 @@ def sample_shape(gain: int, level_max: int = 1):
 
 
 class GaussianNoise(wiring.Component):
-    def __init__(self, *, index: int, gain: int, level_bits: int = 0):
+    def __init__(self, *, index: int, gain: int, level_bits: int = 0, ring: int = 1):
         check_int("index", index, 0)
         check_int("gain", gain, 0)
         check_int("level_bits", level_bits, 0)
-        self._salt = salt(index)
+        check_int("ring", ring, 1)
+        self._salts = [salt(index + k) for k in range(ring)]
         self._gain = gain
         self._level_bits = level_bits
         ports = {
@@ -70,23 +80,40 @@ class GaussianNoise(wiring.Component):
             "next": In(1),
             "sample": Out(sample_shape(gain, (1 << level_bits) - 1 if level_bits else 1)),
         }
+        if ring > 1:
+            ports["rotate"] = In(1)
         if level_bits:
             ports["level"] = In(unsigned(level_bits))
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        state = Signal(32, init=xorshift32_int(self._salt))
-        seeded = Signal(32)
-        m.d.comb += seeded.eq(self.seed ^ self._salt)
-        start = Mux(seeded == 0, self._salt, seeded)
+        n = len(self._salts)
+        states = [Signal(32, init=xorshift32_int(s), name=f"state{k}")
+                  for k, s in enumerate(self._salts)]
+        # xorshift32 is linear over GF(2): the first state of a generator,
+        # xorshift32(seed ^ salt), is xorshift32(seed) ^ xorshift32(salt), so the ring
+        # shares one step of the seed and adds a constant per generator.
+        stepped_seed = Signal(32)
+        m.d.comb += stepped_seed.eq(xorshift32(self.seed))
+        head = states[0]
+        stepped = xorshift32(head)
         with m.If(self.load):
-            m.d.sync += state.eq(xorshift32(start))
+            for st, s in zip(states, self._salts):
+                first = xorshift32_int(s)
+                m.d.sync += st.eq(Mux(self.seed == s, first, stepped_seed ^ first))
         with m.Elif(self.next):
-            m.d.sync += state.eq(xorshift32(state))
+            if n > 1:
+                with m.If(self.rotate):
+                    m.d.sync += [states[k].eq(states[k + 1]) for k in range(n - 1)]
+                    m.d.sync += states[n - 1].eq(stepped)
+                with m.Else():
+                    m.d.sync += head.eq(stepped)
+            else:
+                m.d.sync += head.eq(stepped)
 
         z = Signal(signed(11))
-        m.d.comb += z.eq(state[0:8] + state[8:16] + state[16:24] + state[24:32]
+        m.d.comb += z.eq(head[0:8] + head[8:16] + head[16:24] + head[24:32]
                          - IRWIN_HALL_OFFSET)
         scaled = z * self._gain
         if self._level_bits:

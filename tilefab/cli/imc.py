@@ -31,6 +31,8 @@ MAX_WEIGHTS_BYTES = 64 << 20
 def _describe(p) -> str:
     adc = (f"ADC {p.adc_bits} bit [{p.adc_min:g}, {p.adc_max:g}]" if p.adc_bits
            else "ideal ADC")
+    if p.adc_share > 1:
+        adc += f" shared by {p.adc_share} columns"
     return (f"{p.rows}x{p.cols}, {p.levels} levels x {p.slices} slice(s) (|w| <= {p.w_max}), "
             f"{p.input_bits}-bit inputs, {adc}, programming noise {p.prog_sigma:g} "
             f"({p.prog_noise}), read noise {p.read_sigma:g} level")
@@ -122,10 +124,10 @@ def _mvm(args) -> int:
     for v in range(min(args.vectors, args.show)):
         print(f"  y[{v}] RTL {r.y[v].tolist()} -> {np.round(r.estimate[v], 2).tolist()}  "
               f"ideal {ideal[v].astype(int).tolist()}")
-    limit = len(r.tiles) * p.rows * p.cols / p.input_bits
+    limit = len(r.tiles) * golden_params(p).macs_per_cycle
     print(f"cycles: {r.cycles} for programming and {args.vectors} vectors, "
-          f"{r.macs / r.cycles:.2f} MACs/cycle; limit {len(r.tiles)} x rows*cols/input_bits "
-          f"= {limit:.2f} MACs/cycle; energy {r.energy_pj:.1f} pJ "
+          f"{r.macs / r.cycles:.2f} MACs/cycle; limit {len(r.tiles)} x rows*cols/"
+          f"(input_bits*adc_share) = {limit:.2f} MACs/cycle; energy {r.energy_pj:.1f} pJ "
           f"({1e3 * r.energy_pj / r.macs:.2f} fJ/MAC)")
     return 0 if r.golden_ok else 1
 
@@ -146,8 +148,10 @@ def _report(args) -> int:
     cb = golden_params(p)
     rep = energy_per_mvm(cb, overrides, w)
     print(f"{config['name']}: crossbar tile ({t['x']}, {t['y']}), {_describe(p)}")
-    print(f"per MVM: {cb.rows * cb.cols} MACs, {cb.in_bits} input planes, "
-          f"{cb.in_bits * cb.slices * cb.cols} ADC conversions")
+    print(f"per MVM: {cb.rows * cb.cols} MACs, {cb.in_bits} input planes x "
+          f"{cb.adc_share} phase(s) = {cb.cycles_per_mvm} cycles, {rep.conversions} ADC "
+          f"conversions on {rep.adcs} ADCs ({rep.conversions_per_adc} each), "
+          f"{rep.mvm_ns:g} ns")
     for line in rep.lines():
         print("  " + line)
     print(f"energy per MAC {rep.per_mac_fj:.2f} fJ, {rep.tops_per_watt:.1f} TOPS/W "
@@ -202,6 +206,9 @@ def register(commands, bench):
     b.add_argument("--no-synth", action="store_true", help="skip synthesis")
     b.add_argument("--sizes", default="16,32,64",
                    help="array sizes to synthesize (default 16,32,64)")
+    b.add_argument("--adc-share", default="1",
+                   help="columns per ADC to synthesize each size at, comma-separated "
+                        "(default 1; e.g. 1,4)")
     b.add_argument("--plot", default="imc_error_vs_adc_bits.png",
                    help="where to write the error plot")
     b.add_argument("--json", default=None, help="also write the figures as JSON")
