@@ -37,6 +37,18 @@ edge cycles; a class costs max_l sum of e_i over its unclamped p-bits in lane l,
 ``LANE_PASS_OVERHEAD`` cycles (end detection, pipeline drain, energy/best update), and
 a run starts with an energy pass over all p-bits (max_l sum of e_i in lane l + the same
 overhead).
+
+Incremental fields (``PBitMachine(..., lanes=P, fields="incremental")``, model of
+``PBitLanes(fields="incremental")``): every p-bit keeps F_i; a class decides from the
+stored fields, then each flip of p-bit i adds 2 J_ij m_i(new) to every neighbour's F_j.
+The edge memories hold, for every p-bit i, r_i = max_d |{j : J_ij != 0, j mod P = d}|
+rows (``lane_rows``; lane d's row k is i's k-th neighbour in lane d, or padding), and
+all lanes apply one row of one flipped p-bit per cycle. A class costs
+max_l (its unclamped p-bits in lane l) + sum of r_i over its flips +
+``FIELD_PASS_OVERHEAD``; a run starts with h into every field, a walk of all rows
+(R = sum r_i) and an energy pass: 2 ceil(n/P) + R + ``FIELD_INIT_OVERHEAD``. Colour
+c+1 decides only after colour c's last field write, so the decisions are those of the
+recomputing array given the same field, and the spins do not depend on ``fields``.
 """
 
 from __future__ import annotations
@@ -49,6 +61,21 @@ import numpy as np
 MASK32 = np.uint32(0xFFFFFFFF)
 LANE_PASS_OVERHEAD = 6
 PARALLEL_RUN_OVERHEAD = 4
+FIELD_PASS_OVERHEAD = 5      # decide: end + 2 drain; updates: end; boundary
+FIELD_INIT_OVERHEAD = 6      # h pass end, row walk end, energy pass end + 2 drain, done
+FIELD_MODES = ("recompute", "incremental")
+
+
+def lane_rows(J, lanes: int) -> np.ndarray:
+    """Rows r_i of p-bit i in every lane's edge memory with incremental fields: the most
+    neighbours of i that any one lane (j mod lanes) holds; 0 for an uncoupled p-bit."""
+    nz = np.asarray(J) != 0
+    n = nz.shape[0]
+    lane = np.arange(n) % lanes
+    per = np.zeros((n, lanes), dtype=np.int64)
+    for d in range(lanes):
+        per[:, d] = nz[:, lane == d].sum(axis=1)
+    return per.max(axis=1, initial=0)
 
 
 # -- PRNG -------------------------------------------------------------------------------
@@ -280,6 +307,7 @@ class RunResult:
     best_energy: int = 0
     update_cycles: int = 0
     updates: int = 0
+    flips: int = 0                       # decisions that changed a spin
     sweep_energy: list = field(default_factory=list)  # energy after every sweep
     energy_cycles: int = 1               # energy pass at the start (and pipeline drain)
 
@@ -314,12 +342,14 @@ class PBitMachine:
     ``frozen`` marks clamped p-bits; ``state`` the initial spins; ``seeds`` one
     non-zero 32-bit seed per p-bit. The machine keeps its state and PRNG states between
     runs, as the hardware does. ``lanes`` selects the cycle model of ``PBitLanes`` with
-    that many lanes (None: the fully parallel ``PBitArray``); the spins do not depend
-    on it.
+    that many lanes (None: the fully parallel ``PBitArray``) and ``fields`` that lane
+    array's field mode: ``recompute`` sums every field from J every sweep,
+    ``incremental`` keeps them in ``F`` (computed at the start of a run, then updated by
+    every flip); the spins depend on neither.
     """
 
     def __init__(self, fmt: PBitFormat, J_q, h_q, colours, seeds, state=None, frozen=None,
-                 lanes: int | None = None):
+                 lanes: int | None = None, fields: str = "recompute"):
         self.fmt = fmt
         self.J = np.asarray(J_q, dtype=np.float64)   # exact: |values| << 2^53
         self.h = np.asarray(h_q, dtype=np.int64)
@@ -342,12 +372,26 @@ class PBitMachine:
         if lanes is not None and (not isinstance(lanes, int) or lanes < 1):
             raise ValueError(f"lanes must be a positive integer or None, not {lanes!r}")
         self.lanes = lanes
+        if fields not in FIELD_MODES:
+            raise ValueError(f"fields must be one of {', '.join(FIELD_MODES)}, not {fields!r}")
+        if fields == "incremental" and lanes is None:
+            raise ValueError("fields: incremental is a mode of the lane array; give lanes")
+        self.fields_mode = fields
+        self.F = None          # incremental: the stored fields, set at the start of a run
+        self.flips = 0         # flips of the current (or last) run
+        self.rows = lane_rows(self.J, lanes) if fields == "incremental" else None
 
     def lane_costs(self, classes) -> tuple[int, list[int]]:
-        """(energy-pass cycles, cycles per class) of the lane array for ``classes``."""
+        """(energy-pass cycles, cycles per class) of the lane array for ``classes``; with
+        incremental fields a class also costs the rows of its flips (``rows``)."""
         if self.lanes is None:
             return PARALLEL_RUN_OVERHEAD, [1] * len(classes)
         P = self.lanes
+        if self.fields_mode == "incremental":
+            lane = np.arange(self.n) % P
+            decide = [int(np.bincount(lane[idx], minlength=P).max()) for idx in classes]
+            return (2 * -(-self.n // P) + int(self.rows.sum()) + FIELD_INIT_OVERHEAD,
+                    [d + FIELD_PASS_OVERHEAD for d in decide])
         entries = np.maximum(1, (self.J != 0).sum(axis=1))
         lane = np.arange(self.n) % P
 
@@ -368,9 +412,22 @@ class PBitMachine:
 
     def _update(self, idx, beta_q: int, rows=None) -> int:
         """One update cycle for p-bits ``idx``; returns the energy change."""
-        fmt = self.fmt
         F = self.fields(idx) if rows is None else np.rint(rows @ self.m).astype(np.int64) \
             + self.h[idx]
+        return self._decide(idx, beta_q, F)[0]
+
+    def _update_stored(self, idx, beta_q: int) -> tuple[int, int]:
+        """One class from the stored fields, then the flips' field updates; returns the
+        energy change and the rows the lanes walk for the flips."""
+        dE, flipped = self._decide(idx, beta_q, self.F[idx])
+        f = idx[flipped]
+        if len(f):
+            self.F += np.rint(self.J[f].T @ (2 * self.m[f])).astype(np.int64)
+        return dE, int(self.rows[f].sum())
+
+    def _decide(self, idx, beta_q: int, F) -> tuple[int, np.ndarray]:
+        """Decisions of p-bits ``idx`` from fields ``F``: (energy change, flipped mask)."""
+        fmt = self.fmt
         self.rng[idx] = xorshift32(self.rng[idx])
         u = (self.rng[idx] >> np.uint32(32 - fmt.rand_bits)).astype(np.int64)
         t = fmt.threshold(beta_q, F)
@@ -378,18 +435,25 @@ class PBitMachine:
         up = np.where(F >= 0, u < half + t, u < half - t)
         new = np.where(up, 1, -1)
         old = self.m[idx]
-        dE = int((2 * old * F)[new != old].sum())
+        flipped = new != old
+        dE = int((2 * old * F)[flipped].sum())
         self.m[idx] = new
-        return dE
+        self.flips += int(flipped.sum())
+        return dE, flipped
 
     def run(self, schedule, n_colours: int | None = None, sample_every: int = 0,
             track_sweeps: bool = False) -> RunResult:
         """Run the (beta_q, sweeps) schedule; see the module docstring for the order."""
         C = int(self.colours.max()) + 1 if n_colours is None else n_colours
         classes = [np.flatnonzero((self.colours == c) & ~self.frozen) for c in range(C)]
-        rows = [_Rows(self.J[idx]) for idx in classes]      # gathered once, not every cycle
+        rows = [None if self.fields_mode == "incremental" else _Rows(self.J[idx])
+                for idx in classes]      # gathered once, not every cycle
         res = RunResult()
         res.energy_cycles, costs = self.lane_costs(classes)
+        stored = self.fields_mode == "incremental"
+        if stored:
+            self.F = self.fields()         # the run's first walk of every row
+        self.flips = 0
         E = self.energy()
         best_E, best_m = E, self.m.copy()
         since_sample = 0
@@ -398,7 +462,11 @@ class PBitMachine:
                 for idx, J_rows, cost in zip(classes, rows, costs):
                     res.update_cycles += cost
                     res.updates += len(idx)
-                    if len(idx):
+                    if len(idx) and stored:
+                        dE, walked = self._update_stored(idx, beta_q)
+                        E += dE
+                        res.update_cycles += walked
+                    elif len(idx):
                         E += self._update(idx, beta_q, J_rows)
                     if E < best_E:
                         best_E, best_m = E, self.m.copy()
@@ -411,4 +479,5 @@ class PBitMachine:
                         res.samples.append((self.m.copy(), E))
         res.state, res.energy = self.m.copy(), E
         res.best_state, res.best_energy = best_m, best_E
+        res.flips = self.flips
         return res

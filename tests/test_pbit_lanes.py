@@ -1,10 +1,11 @@
 """PBitLanes (J in block RAM, pipelined lanes): parameters, host checks, cycle model,
 lane balancing, lint, and bit-exact agreement with the golden model on Verilator.
 
-Two builds are simulated: config A (4 lanes, 40 p-bits of degree up to 9, random
-backpressure on both streams, clamps, samples, a second program, READ) and config B
-(8 lanes over 37 p-bits, so the last slot row is partly empty; degree up to 24; a
-different fixed-point format; the event-driven host without backpressure).
+Two configs are simulated, each with recomputed and with incremental fields: config A
+(4 lanes, 40 p-bits of degree up to 9, random backpressure on both streams, clamps,
+samples, a second program, READ) and config B (8 lanes over 37 p-bits, so the last slot
+row is partly empty; degree up to 24; a different fixed-point format; the event-driven
+host without backpressure).
 """
 
 import re
@@ -159,13 +160,22 @@ def check(array, ops, name, **kw):
     return results, expected
 
 
+FIELDS = pytest.mark.parametrize("fields", ["recompute", "incremental"])
+
+
+def build_name(name, fields):
+    return name if fields == "recompute" else f"{name}_inc"
+
+
 @pytest.mark.sim
-def test_lanes_a_bit_exact_with_backpressure():
+@FIELDS
+def test_lanes_a_bit_exact_with_backpressure(fields):
     n = 40
     gr = graph.random_sparse(n, 9, 130, np.random.default_rng(77))
     nb = gr.neighbours()
     array = PBitLanes(n=n, lanes=4, edge_depth=128, max_degree=9, n_colours=8,
-                      seeds=g.pbit_seeds(21, n), word_bits=16, sched_depth=4, **FMT_A)
+                      seeds=g.pbit_seeds(21, n), word_bits=16, sched_depth=4, fields=fields,
+                      **FMT_A)
     rng = np.random.default_rng(6)
     J, h = random_on(nb, rng, -32, 31, -60, 60)
     col = graph.dsatur(nb)
@@ -180,20 +190,24 @@ def test_lanes_a_bit_exact_with_backpressure():
            driver.Program(J2, h2, col, clamp=clamp, state=-state),
            driver.Run([(50, 200)], k + 1, sample_every=1),      # an empty colour class
            driver.Run([(64, 1)], k)]
-    results, _ = check(array, ops, "pbit_lanes_a", in_stall=0.3, out_stall=0.4, seed=7)
+    results, _ = check(array, ops, build_name("pbit_lanes_a", fields), in_stall=0.3,
+                       out_stall=0.4, seed=7)
     assert len(results) == 4 and len(results[0].samples) == 1100 // 41
     assert np.all(results[2].state[[0, 5, 22]] == -state[[0, 5, 22]])
     assert len(results[2].samples) == 200
 
 
 @pytest.mark.sim
-def test_lanes_b_bit_exact_high_degree_event_host():
+@FIELDS
+def test_lanes_b_bit_exact_high_degree_event_host(fields):
     n = 37
     gr = graph.random_sparse(n, 24, 300, np.random.default_rng(5))
     nb = gr.neighbours()
     deg = max(map(len, nb))
-    array = PBitLanes(n=n, lanes=8, edge_depth=128, max_degree=deg, n_colours=16,
-                      seeds=g.pbit_seeds(22, n), word_bits=32, sched_depth=8, **FMT_B)
+    # incremental: every lane holds all 140 rows (golden.pbit.lane_rows)
+    array = PBitLanes(n=n, lanes=8, edge_depth=128 if fields == "recompute" else 256,
+                      max_degree=deg, n_colours=16, seeds=g.pbit_seeds(22, n), word_bits=32,
+                      sched_depth=8, fields=fields, **FMT_B)
     rng = np.random.default_rng(8)
     J, h = random_on(nb, rng, -8, 7, -16, 15)
     col = graph.dsatur(nb)
@@ -202,9 +216,10 @@ def test_lanes_b_bit_exact_high_degree_event_host():
     ops = [driver.Program(J, h, col, state=rng.choice([-1, 1], n)),
            driver.Run(maxcut.anneal_schedule(fmt, 1200, 0.05, 2.0), k, sample_every=100),
            driver.Read()]
-    results, expected = check(array, ops, "pbit_lanes_b")
+    results, _ = check(array, ops, build_name("pbit_lanes_b", fields))
     r = results[0]
-    assert r.update_cycles > 1200 * k * g.LANE_PASS_OVERHEAD
+    overhead = g.LANE_PASS_OVERHEAD if fields == "recompute" else g.FIELD_PASS_OVERHEAD
+    assert r.update_cycles > 1200 * k * overhead
     assert r.best_energy <= min(e for _, e in r.samples)
 
 

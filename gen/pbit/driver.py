@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...golden.pbit import PBitFormat, PBitMachine
+from ...golden.pbit import PBitFormat, PBitMachine, lane_rows
 from ...hw.pbit.array import Kind, Op
 from ...hw.pbit.control import word_layouts
 from ...hw.pbit.lanes import LaneOp
@@ -129,6 +129,19 @@ def _check_lane_capacity(cfg: dict, J):
         raise ConfigError("J", f"p-bit {i} has {deg[i]} couplings, above the array's "
                                f"max_degree={cfg['max_degree']}")
     P = cfg["lanes"]
+    if cfg.get("fields") == "incremental":
+        reach = np.abs(J).sum(axis=1)
+        limit = (1 << (cfg["field_bits"] - 1)) - (1 << (cfg["h_bits"] - 1))
+        if reach.max(initial=0) > limit:
+            i = int(np.argmax(reach))
+            raise ConfigError("J", f"p-bit {i} has sum |J| = {reach[i]}, above {limit}, "
+                                   f"what its {cfg['field_bits']}-bit field holds beside h")
+        rows = int(lane_rows(J, P).sum())
+        if rows > cfg["edge_depth"]:
+            raise ConfigError("J", f"the edge rows need {rows} entries in every lane, above "
+                                   f"the array's edge_depth={cfg['edge_depth']}; generate a "
+                                   f"deeper edge memory")
+        return
     per_lane = np.bincount(np.arange(cfg["n"]) % P, weights=lane_entries(J), minlength=P)
     if per_lane.max() > cfg["edge_depth"]:
         raise ConfigError("J", f"lane {int(np.argmax(per_lane))} needs {int(per_lane.max())} "
@@ -160,6 +173,34 @@ def _lane_program_words(cfg: dict, lay: dict, op: Program) -> list[int]:
     return words
 
 
+def _field_program_words(cfg: dict, lay: dict, op: Program) -> list[int]:
+    """Incremental fields: every lane's rows of every p-bit, node tables, counts
+    (``hw.pbit.fields``). p-bit i owns rows base_i .. base_i + rows_i - 1 in every lane,
+    bases in p-bit order."""
+    n, P = cfg["n"], cfg["lanes"]
+    J, h = np.asarray(op.J), np.asarray(op.h)
+    clamp = np.zeros(n, bool) if op.clamp is None else np.asarray(op.clamp, bool)
+    rows = lane_rows(J, P)
+    base = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int)
+    words = []
+    for lane in range(P):
+        for i in range(n):
+            nbrs = [int(j) for j in np.flatnonzero(J[i]) if j % P == lane]
+            for k in range(int(rows[i])):
+                j = nbrs[k] if k < len(nbrs) else None
+                data = _pack(lay["EDGE"], dst=0 if j is None else j // P,
+                             j=0 if j is None else int(J[i, j]), src=i)
+                words.append(_word(lay, LaneOp.EDGE, int(base[i]) + k, lane, data))
+        mine = sorted(range(lane, n, P), key=lambda i: (bool(clamp[i]), int(op.colours[i]), i))
+        for k, i in enumerate(mine):
+            data = _pack(lay["NODE"], slot=i // P, h=int(h[i]), colour=int(op.colours[i]),
+                         clamp=int(clamp[i]), base=int(base[i]), rows=int(rows[i]))
+            words.append(_word(lay, LaneOp.NODE, k, lane, data))
+        words.append(_word(lay, LaneOp.COUNT, 0, lane, _pack(lay["COUNT"], count=len(mine))))
+    words.append(_word(lay, LaneOp.COUNT, 1, 0, _pack(lay["COUNT"], count=int(rows.sum()))))
+    return words
+
+
 def encode(cfg: dict, neighbours, ops) -> list[int]:
     lay = word_layouts(cfg)
     words = []
@@ -171,7 +212,9 @@ def encode(cfg: dict, neighbours, ops) -> list[int]:
     for op in ops:
         if isinstance(op, Program) and cfg.get("arch") == "lanes":
             check_program(cfg, neighbours, op)
-            words += _lane_program_words(cfg, lay, op)
+            program = _field_program_words if cfg.get("fields") == "incremental" else \
+                _lane_program_words
+            words += program(cfg, lay, op)
             if op.state is not None:
                 words += state_words(op)
         elif isinstance(op, Program):
@@ -301,7 +344,8 @@ def golden_records(cfg: dict, seeds, ops) -> list[int]:
                 state = np.asarray(op.state, dtype=np.int64)
             rng = machine.rng if machine is not None else seeds
             machine = PBitMachine(fmt, op.J, op.h, op.colours, rng, state=state,
-                                  frozen=op.clamp, lanes=cfg.get("lanes"))
+                                  frozen=op.clamp, lanes=cfg.get("lanes"),
+                                  fields=cfg.get("fields", "recompute"))
         elif isinstance(op, Run):
             res = machine.run(op.schedule, op.n_colours, op.sample_every)
             state = machine.m

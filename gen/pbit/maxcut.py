@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...golden.pbit import PBitFormat, PBitMachine, pbit_seeds
+from ...golden.pbit import PBitFormat, PBitMachine, lane_rows, pbit_seeds
 from ...hw.pbit.array import PBitArray
 from ...hw.pbit.lanes import PBitLanes
 from ..errors import ConfigError
@@ -47,6 +47,9 @@ class MaxCutResult:
     flips_limit: float = 0.0     # the architecture's bound on decisions per cycle
     limit_text: str = ""         # what that bound is
     trace: list = field(default_factory=list)      # (sweep, cut) along the anneal
+    fields: str = "recompute"    # the lane array's field mode
+    flips: int | None = None     # spins changed (golden backend; the RTL does not count)
+    rows: int = 0                # incremental fields: edge rows of every lane (R)
 
     @property
     def flips_per_cycle(self) -> float:
@@ -85,14 +88,17 @@ def maxcut_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1
 
 
 def lane_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1,
-               lanes: int = LANES) -> PBitLanes:
+               lanes: int = LANES, fields: str = "recompute") -> PBitLanes:
     """A lane array just deep enough for ``gr`` (edge memory rounded up to 2^k)."""
     entries = driver.lane_entries(gr.W())
     per_lane = int(np.bincount(np.arange(gr.n) % lanes, weights=entries,
                                minlength=lanes).max())
+    if fields == "incremental":          # every lane holds every p-bit's rows
+        per_lane = max(per_lane, int(lane_rows(gr.W(), lanes).sum()))
     return PBitLanes(n=gr.n, lanes=lanes, edge_depth=1 << (per_lane - 1).bit_length(),
                      max_degree=max(1, int(gr.degrees().max())), n_colours=n_colours,
-                     seeds=pbit_seeds(seed, gr.n), word_bits=32, **fmt_kwargs(fmt))
+                     seeds=pbit_seeds(seed, gr.n), word_bits=32, fields=fields,
+                     **fmt_kwargs(fmt))
 
 
 def balance_lanes(entries, colours, lanes: int) -> np.ndarray:
@@ -130,7 +136,7 @@ def flips_limit(gr: graph.Graph, arch: str, colours: int, lanes: int = LANES
 
 def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", seed: int = 1,
         trace_points: int = 0, arch: str = "auto", lanes: int = LANES,
-        execute=None) -> MaxCutResult:
+        execute=None, fields: str = "recompute") -> MaxCutResult:
     """Anneal ``gr`` in the number formats ``fmt``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
     (``tilefab.verif.tb_pbit.run_rtl``), ``"golden"`` the bit-exact model."""
     if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
@@ -155,7 +161,7 @@ def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", 
         if execute is None:
             raise ConfigError("--backend", "rtl needs a simulator (execute=run_rtl)")
         array = maxcut_array(gr, k, fmt, seed) if arch == "parallel" else \
-            lane_array(gr, k, fmt, seed, lanes)
+            lane_array(gr, k, fmt, seed, lanes, fields)
         results, _ = execute(array, [prog, driver.Run(schedule, k, every)],
                                     name=f"pbit_{arch}_{gr.name or gr.n}".lower())
         r = results[0]
@@ -163,7 +169,8 @@ def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", 
         final, best = r.state, r.best_state
     elif backend == "golden":
         m = PBitMachine(fmt, q.J, q.h, colours, pbit_seeds(seed, gr.n), state=state,
-                        lanes=lanes if arch == "lanes" else None)
+                        lanes=lanes if arch == "lanes" else None,
+                        fields=fields if arch == "lanes" else "recompute")
         r = m.run(schedule, k, every)
         samples, cycles = r.samples, r.cycles
         final, best = r.state, r.best_state
@@ -172,6 +179,9 @@ def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", 
     seconds = time.perf_counter() - t0
     trace = [((i + 1) * every, (total_w - e) // 2) for i, (_, e) in enumerate(samples)]
     limit, limit_text = flips_limit(gr, arch, k, lanes)
+    inc = arch == "lanes" and fields == "incremental"
     return MaxCutResult(gr.name, gr.n, k, sweeps, gr.cut(final), gr.cut(best),
                         sweeps * gr.n, cycles, seconds, backend, q.report(), arch, limit,
-                        limit_text, trace)
+                        limit_text, trace, fields if arch == "lanes" else "recompute",
+                        r.flips if backend == "golden" else None,
+                        int(lane_rows(q.J, lanes).sum()) if inc else 0)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ...golden.pbit import PBitFormat, pbit_seeds
+from ...golden.pbit import PBitFormat, lane_rows, pbit_seeds
 from ...hw.noc.packet import Op
 from ...hw.tiles.pbit import PARALLEL_MAX_N, PBitTileParams
 from ..errors import ConfigError
@@ -41,7 +41,8 @@ def sized_for(values: dict, J, n_colours: int, arch: str = "auto") -> dict:
     ``J`` with ``n_colours`` colour classes: ``n`` = the problem's p-bits, ``n_colours``
     at least the classes; for ``arch: lanes`` also ``max_degree`` and ``edge_depth``
     (lane ``l`` holds p-bits ``l, l + lanes, ...``, each with one entry per coupling and
-    at least one), the depth rounded up to a power of two. ``arch`` ``auto`` is
+    at least one; with ``fields: incremental`` every lane holds the rows of every p-bit,
+    ``golden.pbit.lane_rows``), the depth rounded up to a power of two. ``arch`` ``auto`` is
     ``parallel`` up to ``PARALLEL_MAX_N`` p-bits, else ``lanes``. The formats stay."""
     J = np.asarray(J)
     n = max(2, len(J))
@@ -55,6 +56,10 @@ def sized_for(values: dict, J, n_colours: int, arch: str = "auto") -> dict:
         entries[:len(J)] = driver.lane_entries(J)
         per_lane = np.bincount(np.arange(n) % lanes, weights=entries, minlength=lanes)
         depth = max(int(per_lane.max()), -(-n // lanes))
+        if v.get("fields") == "incremental":       # every lane holds every p-bit's rows
+            Jn = np.zeros((n, n), dtype=np.int64)
+            Jn[:len(J), :len(J)] = J
+            depth = max(depth, int(lane_rows(Jn, lanes).sum()))
         v["edge_depth"] = 1 << (depth - 1).bit_length()
         v["max_degree"] = max(1, int((J != 0).sum(axis=1).max(initial=0)))
     return v

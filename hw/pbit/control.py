@@ -77,6 +77,22 @@ def node_layout(node_slot_bits: int, h_bits: int, colour_bits: int) -> data.Stru
                               "colour": colour_bits, "clamp": 1})
 
 
+def field_edge_layout(node_slot_bits: int, w_bits: int, nbr_bits: int) -> data.StructLayout:
+    """EDGE data of the lanes array with incremental fields: a row entry of the source
+    p-bit ``src``: add J m_src (twice that on a flip) to the field at slot ``dst`` of
+    this lane. A row with J = 0 pads a lane that holds fewer of the source's neighbours."""
+    return data.StructLayout({"dst": node_slot_bits, "j": signed(w_bits), "src": nbr_bits})
+
+
+def field_node_layout(node_slot_bits: int, h_bits: int, colour_bits: int, base_bits: int,
+                      rows_bits: int) -> data.StructLayout:
+    """NODE data of the lanes array with incremental fields: ``node_layout`` and the p-bit's
+    rows in every lane's edge memory (``base`` .. ``base + rows - 1``)."""
+    return data.StructLayout({"slot": node_slot_bits, "h": signed(h_bits),
+                              "colour": colour_bits, "clamp": 1, "base": base_bits,
+                              "rows": rows_bits})
+
+
 def word_layouts(cfg: dict) -> dict:
     """Every word layout of the array whose ``config()`` is ``cfg``, by name."""
     out = {"ctrl": ctrl_layout(cfg["index_bits"], cfg["slot_bits"], cfg["data_bits"]),
@@ -86,13 +102,29 @@ def word_layouts(cfg: dict) -> dict:
            "STATE": value_layout("spin", 1),
            "J": value_layout("j", signed(cfg["w_bits"])),
            "H": value_layout("h", signed(cfg["h_bits"]))}
-    if cfg.get("arch") == "lanes":
+    if cfg.get("arch") == "lanes" and cfg.get("fields") == "incremental":
+        out["EDGE"] = field_edge_layout(cfg["node_slot_bits"], cfg["w_bits"], cfg["nbr_bits"])
+        out["NODE"] = field_node_layout(cfg["node_slot_bits"], cfg["h_bits"],
+                                        cfg["colour_bits"], cfg["base_bits"], cfg["rows_bits"])
+        out["COUNT"] = value_layout("count", cfg["data_bits"])
+    elif cfg.get("arch") == "lanes":
         out["EDGE"] = edge_layout(cfg["nbr_bits"], cfg["w_bits"])
         out["NODE"] = node_layout(cfg["node_slot_bits"], cfg["h_bits"], cfg["colour_bits"])
         out["COUNT"] = value_layout("count", cfg["data_bits"])
     else:
         out["COLOUR"] = colour_layout(cfg["colour_bits"])
     return out
+
+
+class LaneOp(enum.IntEnum):
+    """The ``ctrl`` ops of ``PBitLanes`` (both field modes)."""
+    EDGE = 0
+    NODE = 1
+    COUNT = 2
+    STATE = 3
+    SCHED = 4
+    RUN = 5
+    READ = 6
 
 
 class Kind(enum.IntEnum):

@@ -36,6 +36,11 @@ Timing (the limit is ``lanes`` edges per cycle):
     does not matter: spins, energies, samples and the best state are those of
     ``tilefab.golden.pbit.PBitMachine``, and the counts those of its ``lanes`` timing.
 
+Fields (``fields``): ``recompute`` (the default, above) sums every field from its edge
+list every sweep; ``incremental`` keeps every field in a field memory and walks only the
+edge rows of the p-bits that flipped (``hw.pbit.fields``: its word layouts, timing,
+hazard rule and flips-per-cycle limit). Same ops, same records, same decisions.
+
 Structure: ``PBitLanes`` is the controller (the pass state machine; the energy, best
 state, ``control.Schedule`` and ``control.Recorder`` of ``array.ControlState``); it
 broadcasts the ``lane_bus`` (the accepted ctrl word, pass mode, colour, beta, all
@@ -47,8 +52,6 @@ of the lane's p-bits); the stream is always ready, so one entry moves per cycle.
 
 from __future__ import annotations
 
-import enum
-
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -56,20 +59,18 @@ from amaranth.lib.wiring import In, Out
 from ..arith import bits_for, ceil_div, tree_sum
 from ..params import check_int
 from ..prng import xorshift32
+from . import fields as fields_
 from .array import ControlState, PBitPorts, check_formats, tanh_index, tanh_table
-from .control import edge_layout, node_layout
+from .control import (
+    LaneOp,
+    edge_layout,
+    field_edge_layout,
+    field_node_layout,
+    node_layout,
+)
 
 DRAIN = 4            # pipeline stages after the issue stage that still hold a p-bit
-
-
-class LaneOp(enum.IntEnum):
-    EDGE = 0
-    NODE = 1
-    COUNT = 2
-    STATE = 3
-    SCHED = 4
-    RUN = 5
-    READ = 6
+FIELDS = ("recompute", "incremental")
 
 
 def lane_bus(*, ctrl_layout, colour_bits: int, beta_bits: int, spin_bits: int):
@@ -272,7 +273,10 @@ class PBitLanes(PBitPorts):
                  n_colours: int, seeds, w_bits: int = 8, w_frac: int = 0, h_bits: int = 10,
                  beta_bits: int = 8, beta_frac: int = 4, lut_size: int = 64,
                  lut_step_frac: int = 3, rand_bits: int = 16, sched_depth: int = 8,
-                 sweep_bits: int = 16, word_bits: int = 32):
+                 sweep_bits: int = 16, word_bits: int = 32, fields: str = "recompute"):
+        if fields not in FIELDS:
+            raise ValueError(f"fields: {fields!r} is not allowed, must be one of "
+                             f"{', '.join(FIELDS)}")
         check_int("n", n, 1, 1 << 16)
         check_int("lanes", lanes, 1, 64, power_of_two=True)
         check_int("edge_depth", edge_depth, 1, 1 << 20)
@@ -283,6 +287,7 @@ class PBitLanes(PBitPorts):
             lut_step_frac=lut_step_frac, sched_depth=sched_depth, sweep_bits=sweep_bits,
             word_bits=word_bits)
         self._lanes, self._edge_depth, self._max_degree = lanes, edge_depth, max_degree
+        self._fields = fields
 
         self.slots = ceil_div(n, lanes)                     # node-table depth per lane
         self.lane_bits = bits_for(lanes) if lanes > 1 else 0
@@ -297,6 +302,19 @@ class PBitLanes(PBitPorts):
         e_max = ends * (1 << (w_bits - 1)) // 2 + n * (1 << (h_bits - 1))
         self.edge_layout = edge_layout(self.nbr_bits, w_bits)
         self.node_layout = node_layout(self.node_slot_bits, h_bits, self.colour_bits)
+        if fields == "incremental":
+            # A stored field is h + sum J m over at most max_degree neighbours; the energy
+            # pass adds h once more in a wider sum (fields.FieldLane).
+            f_max = max_degree * (1 << (w_bits - 1)) + (1 << (h_bits - 1))
+            self.field_bits = f_max.bit_length() + 1
+            self.row_bits = bits_for(edge_depth)
+            self.rows_bits = max_degree.bit_length()          # rows 0..max_degree
+            self.edge_layout = field_edge_layout(self.node_slot_bits, w_bits, self.nbr_bits)
+            self.node_layout = field_node_layout(self.node_slot_bits, h_bits,
+                                                 self.colour_bits, self.row_bits,
+                                                 self.rows_bits)
+            self.queue_layout = fields_.queue_layout(row_bits=self.row_bits,
+                                                     rows_bits=self.rows_bits)
         super().__init__(
             n=n, seeds=seeds, formats=formats, energy_bits=(2 * e_max).bit_length() + 2,
             index_bits=bits_for(max(n, sched_depth, self.n_chunks, edge_depth, self.slots + 1)),
@@ -311,11 +329,15 @@ class PBitLanes(PBitPorts):
 
     def config(self) -> dict:
         """Generation parameters a host needs to drive and model this array."""
+        tail = {"nbr_bits": self.nbr_bits, "node_slot_bits": self.node_slot_bits,
+                "slots": self.slots}
+        if self._fields == "incremental":
+            tail.update(field_bits=self.field_bits, base_bits=self.row_bits,
+                        rows_bits=self.rows_bits)
         return self._config(
             {"arch": "lanes", "n": self._n, "lanes": self._lanes,
-             "edge_depth": self._edge_depth, "max_degree": self._max_degree},
-            {"nbr_bits": self.nbr_bits, "node_slot_bits": self.node_slot_bits,
-             "slots": self.slots})
+             "edge_depth": self._edge_depth, "max_degree": self._max_degree,
+             "fields": self._fields}, tail)
 
     def _lane(self, lane: int, bus):
         """The issue stage and the update engine of ``lane`` (p-bits lane, lane + lanes, ...)."""
@@ -333,6 +355,8 @@ class PBitLanes(PBitPorts):
                            shift=self._beta_frac + self._w_frac - self._lut_step_frac))
 
     def elaborate(self, platform):
+        if self._fields == "incremental":
+            return fields_.elaborate(self)
         m = Module()
         n, P, S, eb = self._n, self._lanes, self.slots, self.energy_bits
         bus_sig = lane_bus(ctrl_layout=self.ctrl_layout, colour_bits=self.colour_bits,

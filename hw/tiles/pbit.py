@@ -24,8 +24,9 @@ Ops, per request from ``(src_x, src_y)``:
   is out of range for its op is answered ``ERROR`` reason 3 (parallel: index >= n,
   J slot >= n - 1, SCHED index >= sched_depth; lanes: lane (``slot``) >= lanes,
   EDGE index >= edge_depth, NODE index >= slots, COUNT data > slots, STATE index
-  >= n, SCHED index >= sched_depth); neither is pushed. Staged chunks stay until
-  overwritten.
+  >= n, SCHED index >= sched_depth; with ``fields: incremental`` COUNT index 1
+  (the rows) data > edge_depth, COUNT index above 1); neither is pushed. Staged
+  chunks stay until overwritten.
 - ``EXEC addr = tag, data = descriptor`` (``descriptor_layout``, LSB first:
   ``sample_every`` 16, ``colours`` = colours - 1, ``last`` = last schedule entry,
   ``read``) starts a run of schedule entries ``0..last`` over colours
@@ -58,8 +59,8 @@ flits, and ``tile.TileOutput`` sends answers and job flits in turn.
 
 Parameters (``PBitTileParams.PARAMS``, flat): ``arch: parallel`` builds
 ``PBitArray.dense`` (n <= 32, max_degree n - 1) and ignores ``lanes``,
-``edge_depth`` and ``max_degree``, which are still range checked (a config filled
-with defaults carries them); ``arch: lanes`` uses every parameter.
+``edge_depth``, ``max_degree`` and ``fields``, which are still checked (a config
+filled with defaults carries them); ``arch: lanes`` uses every parameter.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from ..noc.packet import Op
 from ..pbit.array import Kind, PBitArray
 from ..pbit.array import Op as ArrayOp
 from ..pbit.control import SAMPLE_EVERY_BITS, word_layouts
-from ..pbit.lanes import LaneOp, PBitLanes
+from ..pbit.lanes import FIELDS, LaneOp, PBitLanes
 from ..tile import (
     STATUS_WINDOW,
     NocTile,
@@ -149,8 +150,11 @@ class PBitTileParams:
               doc="lanes arch: edge-memory entries per lane"),
         Param("max_degree", 8, lo=1, hi=LANES_MAX_N,
               doc="lanes arch: largest degree (sizes the field); at most n"),
+        Param("fields", "recompute", "string", choices=FIELDS,
+              doc="lanes arch: recompute every field every sweep (one edge per lane per "
+                  "cycle), or keep them and walk only the flipped p-bits' edge rows"),
     )
-    LANE_ONLY = ("lanes", "edge_depth", "max_degree")
+    LANE_ONLY = ("lanes", "edge_depth", "max_degree", "fields")
 
     def __init__(self, *, data_bits: int, addr_bits: int, **values):
         v = check_params(self.PARAMS, values, "pbit tile")
@@ -246,7 +250,7 @@ class PBitTileParams:
         if self.arch == "lanes":
             return PBitLanes(n=self.n, lanes=self.lanes, edge_depth=self.edge_depth,
                              max_degree=self.max_degree, seeds=self.seeds(),
-                             **self.formats())
+                             fields=self.fields, **self.formats())
         return PBitArray.dense(n=self.n, seeds=self.seeds(), **self.formats())
 
     def config(self) -> dict:
@@ -370,9 +374,13 @@ class PBitTile(NocTile):
         m.d.comb += op_ok.eq(word.op < int(p.ops.RUN))
         if p.arch == "lanes":
             lane_ok = below(word.slot, p.lanes)
+            count_ok = lane_ok & below(word.data, p.slots + 1)
+            if p.fields == "incremental":      # index 1: the rows of every lane
+                count_ok = Mux(word.index == 1, below(word.data, p.edge_depth + 1),
+                               count_ok & (word.index == 0))
             bounds = {LaneOp.EDGE: lane_ok & below(word.index, p.edge_depth),
                       LaneOp.NODE: lane_ok & below(word.index, p.slots),
-                      LaneOp.COUNT: lane_ok & below(word.data, p.slots + 1),
+                      LaneOp.COUNT: count_ok,
                       LaneOp.STATE: below(word.index, p.n),
                       LaneOp.SCHED: below(word.index, p.sched_depth)}
         else:

@@ -284,6 +284,7 @@ def bench(args) -> int:
     print(f"limit: parallel = n/colours (one colour class per cycle); lanes = "
           f"{args.lanes} x n / edge entries (one edge per lane per cycle; lost to the busiest "
           f"lane of each colour and {6} cycles of drain per colour)")
+    field_table(names, gdir, fmt, S, args.lanes, rtl_check=bool(rtl))
     if args.plot:
         _plot(traces, Path(args.plot))
         print(f"energy-vs-sweep plot: {args.plot}")
@@ -319,6 +320,62 @@ def bench(args) -> int:
                   f"table and PRNG state): {n_ebr} p-bits of average degree {deg} fill the "
                   f"{ECP5_85F_EBR} DP16KD -> {min(lut_cap, n_ebr)} p-bits at degree {deg}")
     return 0
+
+
+FIELD_RTL_GRAPH = {"n": 48, "max_degree": 8, "edges": 150, "sweeps": 60}
+
+
+def field_table(names, gdir: Path, fmt, sweeps: int, lanes: int, rtl_check: bool):
+    """Lane array with recomputed against incremental fields on the same anneal (golden
+    model: the same spins, so the same cut; cycles from each variant's cycle model), and
+    an RTL check of the incremental variant on a small random graph."""
+    print(f"lane array, {lanes} lanes: recomputed vs incremental fields, {sweeps} sweeps, "
+          f"golden model (bit-exact with the RTL, cycles = its counters)")
+    hdr = (f"{'graph':5s} {'n':>5s} {'deg':>4s} {'fields':11s} {'cyc/sweep':>9s} "
+           f"{'flips/sw':>8s} {'flips/cyc':>9s} {'dec/cyc':>7s} {'limit':>6s} {'cut':>6s} "
+           f"{'speedup':>7s}")
+    print(hdr)
+    print("-" * len(hdr))
+    for name in names:
+        gr = graph.read_rudy(gdir / f"{name}.txt")
+        runs = {f: maxcut.run(gr, sweeps, fmt, backend="golden", arch="lanes", lanes=lanes,
+                              fields=f, trace_points=50)
+                for f in ("recompute", "incremental")}
+        rec, inc = runs["recompute"], runs["incremental"]
+        same = (rec.cut, rec.best_cut, rec.trace) == (inc.cut, inc.best_cut, inc.trace)
+        for f, r in runs.items():
+            per_sweep = r.flips / sweeps
+            if f == "recompute":
+                limit = r.flips_limit
+            else:      # decisions/cycle at this flip rate: n / (n/lanes + flips x R/n)
+                limit = r.n / (-(-r.n // lanes) + per_sweep * r.rows / r.n)
+            print(f"{name:5s} {r.n:5d} {int(gr.degrees().max()):4d} {f:11s} "
+                  f"{r.cycles / sweeps:9.1f} {per_sweep:8.1f} {r.flips / r.cycles:9.3f} "
+                  f"{r.flips_per_cycle:7.3f} {limit:6.3f} {r.best_cut:6d} "
+                  f"{rec.cycles / r.cycles:6.2f}x")
+        if not same:
+            print(f"{name}: the two field modes DIFFER (cut {rec.cut} vs {inc.cut})")
+    print(f"dec/cyc: update decisions per cycle; limit: recompute = {lanes} x n / edge "
+          f"entries; incremental = n / (ceil(n/{lanes}) + flips/sweep x R/n), R = edge rows "
+          f"per lane (a flip of p-bit i costs rows_i = the most neighbours of i in one lane). "
+          f"Incremental: cycles/sweep = the busiest lane's decisions per colour + the "
+          f"flips' rows + 5 per colour (recompute: the busiest lane's edges per colour + 6); "
+          f"flips are applied one at a time, so at most 1 flip/cycle (n/R on average)")
+    if rtl_check:
+        c = FIELD_RTL_GRAPH
+        gr = graph.random_sparse(c["n"], c["max_degree"], c["edges"],
+                                 np.random.default_rng(11))
+        gr.name = f"rand{c['n']}"
+        rtl = maxcut.run(gr, c["sweeps"], fmt, backend="rtl", arch="lanes", lanes=lanes,
+                         fields="incremental", execute=run_rtl, trace_points=c["sweeps"])
+        gold = maxcut.run(gr, c["sweeps"], fmt, backend="golden", arch="lanes", lanes=lanes,
+                          fields="incremental", trace_points=c["sweeps"])
+        same = (rtl.cut, rtl.best_cut, rtl.trace, rtl.cycles) == (
+            gold.cut, gold.best_cut, gold.trace, gold.cycles)
+        print(f"RTL check, incremental fields ({c['n']}-node random graph, degree <= "
+              f"{c['max_degree']}, {c['sweeps']} sweeps, Verilator): {rtl.cycles} cycles, "
+              f"cut {rtl.best_cut}; {'matches' if same else 'DIFFERS FROM'} the golden model "
+              f"({gold.cycles} cycles, cut {gold.best_cut})")
 
 
 def _plot(traces: dict, path: Path):
