@@ -41,9 +41,11 @@ from ..golden import moe as golden_moe
 from ..golden.gemm import GemmGeometry, gemm_exact
 from ..golden.packet import Op
 from ..golden.pbit import PBitMachine, pbit_seeds
+from .board_sim import BoardSimBackend
+from .serial_link import SerialBackend
 from .session import CocotbBackend, HostError, HostSession, PyverilatorBackend
 
-BACKENDS = ("verilator", "pyverilator", "golden")
+BACKENDS = ("verilator", "pyverilator", "golden", "board-sim", "serial")
 
 
 class GoldenBackend:
@@ -337,7 +339,7 @@ class Fabric:
     """A generated fabric and a simulator to run jobs on it (see the module docstring)."""
 
     def __init__(self, config, backend="verilator", *, seed: int | None = None,
-                 in_stall: float = 0.0, out_stall: float = 0.0):
+                 in_stall: float = 0.0, out_stall: float = 0.0, port: str | None = None):
         self.config = as_config(config)
         golden = backend == "golden"
         self.generated = None if golden else generate(self.config)
@@ -356,8 +358,18 @@ class Fabric:
                 raise TilefabError(f"backend: {backend!r} is not allowed, must be one of "
                                    f"{', '.join(BACKENDS)} or a backend object "
                                    f"(CocotbBackend(dut) in cocotb tests)")
-            backend = GoldenBackend() if golden else PyverilatorBackend(
-                self.generated, seed, in_stall, out_stall)
+            if port is not None and backend != "serial":
+                raise TilefabError(f"port: only backend 'serial' takes a port, not "
+                                   f"{backend!r}")
+            if backend == "board-sim":
+                backend = BoardSimBackend(self.config, seed=seed, in_stall=in_stall,
+                                          out_stall=out_stall)
+            elif backend == "serial":
+                backend = SerialBackend(self.config, port, seed=seed, in_stall=in_stall,
+                                        out_stall=out_stall)
+            else:
+                backend = GoldenBackend() if golden else PyverilatorBackend(
+                    self.generated, seed, in_stall, out_stall)
         self.backend = backend
         self._pbit_history = {}          # tile -> every p-bit op it has run (golden state)
 

@@ -14,10 +14,10 @@ import sys
 from ..gen import toolchain
 from ..gen.errors import TilefabError
 from ..gen.loader import clip
-from . import blocks, core, formal, fuzz, gemm, imc, mlp, pbit, sparse, sweep
+from . import blocks, boards, core, formal, fuzz, gemm, imc, mlp, pbit, sparse, sweep
 
 # Modules that contribute subcommands, in the order they appear in --help.
-EXTENSIONS = (core, gemm, imc, pbit, sparse, mlp, blocks, sweep, fuzz, formal)
+EXTENSIONS = (core, gemm, imc, pbit, sparse, mlp, blocks, sweep, fuzz, formal, boards)
 MAX_ERROR = 400         # an error is one line of at most this many characters
 
 
