@@ -30,7 +30,9 @@ SUITES = {
                   "gemm": [7, 16, 9], "gemm_after": [2, 3, 10],
                   "mvm": [7, 11, 3], "mvm_after": [4, 9, 2],
                   "anneal_n": 16, "sweeps": 50, "maxcut_nodes": 9,
-                  "factor": 35, "factor_sweeps": 100},
+                  # the 3x4 multiplier that holds every factorization of 35 needs
+                  # 35 p-bits; the 3x3 one (27) fits the 28-p-bit tile
+                  "factor": 35, "factor_bits": [3, 3], "factor_sweeps": 100},
 }
 
 JOBS = ["memory", "gemm", "mvm", "anneal", "factor", "malformed memory",
