@@ -58,6 +58,11 @@ SCHEMA = {
                 "cols": _int(1, MAX_DIM),
                 "rows": _int(1, MAX_DIM),
                 "fifo_depth": _int(1, 64, default=2),
+                "router": {"enum": ["fifo", "voq"], "default": "fifo",
+                           "description": "fifo: one FIFO per input; voq: virtual output "
+                                          "queues with crossbar input speedup"},
+                "voq_depth": _int(1, 64, default=8,
+                                  description="entries per virtual output queue (voq)"),
             },
         },
         "packet": {

@@ -51,7 +51,8 @@ def build_top(cfg: dict, top: str = "fabric"):
         raise TilefabError(f"--top: {top!r} is not a top, must be one of {', '.join(TOPS)}")
     mesh, host = cfg["mesh"], cfg["host"]
     common = dict(layout=layout_for(cfg), cols=mesh["cols"], rows=mesh["rows"],
-                  host=(host["x"], host["y"], host["side"]), fifo_depth=mesh["fifo_depth"])
+                  host=(host["x"], host["y"], host["side"]), router=mesh["router"],
+                  fifo_depth=mesh["fifo_depth"], voq_depth=mesh["voq_depth"])
     if top == "mesh":
         return Mesh(counter_bits=COUNTER_BITS, **common)
     tiles = {(t["x"], t["y"]): (t["kind"], {k: v for k, v in t.items()

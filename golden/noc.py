@@ -18,6 +18,7 @@ nodes of a ``k``-ary dimension is ``(k**2 - 1) / (3k)`` per dimension.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict, deque
 
 import numpy as np
@@ -27,10 +28,19 @@ from .packet import Op, Packet, PacketFormat
 ROUTER_DELAY = 1   # cycles a flit spends in one router at zero load (its input FIFO)
 
 
+SIDE_PORT = {"north": "N", "east": "E", "south": "S", "west": "W"}
+_STEP = {(0, -1): "N", (1, 0): "E", (0, 1): "S", (-1, 0): "W"}
+
+
 class MeshModel:
-    def __init__(self, cols: int, rows: int, host: tuple, fmt: PacketFormat):
+    """XY routing on the mesh. Router ports are named ``N, E, S, W`` (links, or the
+    host's edge port at the host router, on side ``host_side``) and ``L`` (the tile)."""
+
+    def __init__(self, cols: int, rows: int, host: tuple, fmt: PacketFormat,
+                 host_side: str = "west"):
         self.cols, self.rows = cols, rows
         self.host_router = (host[0], host[1])
+        self.host_port = SIDE_PORT[host_side]
         self.fmt = fmt
         self.host = fmt.host
 
@@ -53,6 +63,32 @@ class MeshModel:
             y += 1 if target[1] > y else -1
             path.append((x, y))
         return path
+
+    def traversals(self, src, dst) -> list:
+        """``(router, input port, output port)`` for every router the packet crosses."""
+        path = self.route(src, dst)
+        ports = [self.host_port if tuple(src) == self.host else "L"]
+        for a, b in itertools.pairwise(path):
+            ports.append(_STEP[(b[0] - a[0], b[1] - a[1])])
+        ports.append(self.host_port if tuple(dst) == self.host else "L")
+        out = []
+        for k, router in enumerate(path):
+            # The input is named from the receiving router: the side its sender is on.
+            came = ports[k] if k == 0 else _STEP[(path[k - 1][0] - router[0],
+                                                   path[k - 1][1] - router[1])]
+            out.append((router, came, ports[k + 1]))
+        return out
+
+    def turns(self) -> dict:
+        """``(router, input) -> {output: destinations}`` over every source and
+        destination pair (tiles and the host): the turns XY routing takes."""
+        ends = self.nodes() + [self.host]
+        out = defaultdict(lambda: defaultdict(set))
+        for src in ends:
+            for dst in ends:
+                for router, came, leaves in self.traversals(src, dst):
+                    out[(router, came)][leaves].add(tuple(dst))
+        return out
 
     def hops(self, src, dst) -> int:
         """Router-to-router links crossed."""

@@ -32,9 +32,10 @@ TILE_KINDS = {
 
 class Fabric(wiring.Component):
     def __init__(self, *, layout, cols: int, rows: int, host=(0, 0, "west"),
-                 fifo_depth: int = 2, tiles: dict):
-        self._mesh = Mesh(layout=layout, cols=cols, rows=rows, host=host,
-                          fifo_depth=fifo_depth)
+                 router: str = "fifo", fifo_depth: int = 2, voq_depth: int = 8,
+                 tiles: dict):
+        self._mesh = Mesh(layout=layout, cols=cols, rows=rows, host=host, router=router,
+                          fifo_depth=fifo_depth, voq_depth=voq_depth)
         self._cols = cols
         self._tiles = {}
         for y in range(rows):

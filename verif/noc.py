@@ -40,7 +40,8 @@ class PacketBFM:
 def model_for(manifest: dict, fmt: PacketFormat) -> MeshModel:
     cfg = manifest["config"]
     host = cfg["host"]
-    return MeshModel(cfg["mesh"]["cols"], cfg["mesh"]["rows"], (host["x"], host["y"]), fmt)
+    return MeshModel(cfg["mesh"]["cols"], cfg["mesh"]["rows"], (host["x"], host["y"]), fmt,
+                     host_side=host["side"])
 
 
 def traffic(pattern: str, sources: list, dests: list, n: int, rng: random.Random,

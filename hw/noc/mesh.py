@@ -7,6 +7,9 @@ Ports:
   router ``(hx, hy)``; the host's address is the all-ones coordinate pair;
 - ``dropped[i]``: router ``i``'s count of flits dropped for an unroutable destination.
 
+``router`` picks the router kind (``ROUTERS``): ``fifo`` (``Router``, input FIFOs of
+``fifo_depth``) or ``voq`` (``VoqRouter``, virtual output queues of ``voq_depth``).
+
 Edge ports that face out of the mesh (other than the host's) are tied off: XY
 routing never selects them for a routable destination.
 """
@@ -16,24 +19,26 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .router import OPPOSITE, SIDES, E, L, N, Router, S, W
+from .router_voq import VoqRouter
+
+ROUTERS = {"fifo": Router, "voq": VoqRouter}
 
 
 class Mesh(wiring.Component):
     def __init__(self, *, layout, cols: int, rows: int, host=(0, 0, "west"),
-                 fifo_depth: int = 2, counter_bits: int = 32):
-        hx, hy, side = host
-        if side in SIDES:
-            edge_ok = {"north": hy == 0, "south": hy == rows - 1,
-                       "west": hx == 0, "east": hx == cols - 1}[side]
-            if not edge_ok:
-                raise ValueError(f"host: side {side!r} of router {(hx, hy)} is not on the "
-                                 f"edge of the {cols}x{rows} mesh")
+                 router: str = "fifo", fifo_depth: int = 2, voq_depth: int = 8,
+                 counter_bits: int = 32):
+        if router not in ROUTERS:
+            raise ValueError(f"router: {router!r} is not allowed, must be one of "
+                             f"{', '.join(ROUTERS)}")
+        depth = {"fifo": {"fifo_depth": fifo_depth}, "voq": {"depth": voq_depth}}[router]
         self._layout = layout
         self._cols, self._rows = cols, rows
         self._host = host
-        # Router() validates the rest; build them now so errors surface at construction.
-        self._routers = [Router(layout=layout, x=x, y=y, cols=cols, rows=rows, host=host,
-                                fifo_depth=fifo_depth, counter_bits=counter_bits)
+        # The routers validate the placement and depth; build them now so errors
+        # surface at construction.
+        self._routers = [ROUTERS[router](layout=layout, x=x, y=y, cols=cols, rows=rows,
+                                         host=host, counter_bits=counter_bits, **depth)
                          for y in range(rows) for x in range(cols)]
         n = cols * rows
         super().__init__({

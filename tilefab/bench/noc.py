@@ -1,11 +1,18 @@
 """``tilefab bench noc``: accepted throughput and latency versus offered load.
 
 Every tile injects open-loop Bernoulli traffic at each rate of the sweep on the
-Verilator model of a ``mesh`` top; accepted throughput is flits delivered per
-node per cycle within the measurement window and is compared with the physical
-limit min(1, bisection bound). Latency runs from the cycle a packet is made to
-its delivery (source queueing included). The sweep stops at the first rate whose
-packets cannot drain (saturation).
+Verilator model of a ``mesh`` top built with one router kind (``fifo`` or
+``voq``, at a queue depth); accepted throughput is flits delivered per node per
+cycle within the measurement window and is compared with the physical limit
+min(1, bisection bound). Latency runs from the cycle a packet is made to its
+delivery (source queueing included). The sweep stops at the first rate whose
+packets cannot drain (saturation); saturation is the peak accepted throughput,
+reported as a fraction of the bound. With a plot path, both router kinds are
+swept (the other one at its default depth) and drawn on one latency-versus-load
+plot with the bound.
+
+``--resources`` instead synthesizes one interior router of each kind (yosys,
+ECP5 and iCE40) and prints its LUTs and flip-flops.
 """
 
 from __future__ import annotations
@@ -15,24 +22,63 @@ import json
 import numpy as np
 
 from ..gen.config import resolve
-from ..gen.generate import packet_format
+from ..gen.emit import to_verilog
+from ..gen.generate import layout_for, packet_format
+from ..gen.synth import FAMILIES, synthesize
 from ..golden.noc import MeshModel, mean_hops_uniform, saturation_bound
+from ..hw.noc.router import Router
+from ..hw.noc.router_voq import VoqRouter
 from ..verif.runner import run_generated
+
+ROUTERS = ("fifo", "voq")
+DEFAULT_DEPTH = {"fifo": 2, "voq": 8}      # the config schema's defaults
+DEPTH_FIELD = {"fifo": "fifo_depth", "voq": "voq_depth"}
+
+
+def mesh_config(cols: int, rows: int, router: str, depth: int) -> dict:
+    return resolve({"name": f"noc_{cols}x{rows}_{router}{depth}",
+                    "mesh": {"cols": cols, "rows": rows, "router": router,
+                             DEPTH_FIELD[router]: depth}})
 
 
 def run_noc_bench(cols: int, rows: int, *, pattern: str, points: int, warmup: int,
-                  measure: int, seed: int, fifo_depth: int, plot: str | None) -> int:
-
-    cfg = resolve({"name": f"noc_{cols}x{rows}",
-                   "mesh": {"cols": cols, "rows": rows, "fifo_depth": fifo_depth}})
+                  measure: int, seed: int, router: str = "fifo", depth: int | None = None,
+                  plot: str | None = None, resources: bool = False) -> int:
+    depth = depth or DEFAULT_DEPTH[router]
+    if resources:
+        return print_resources(cols, rows, router, depth)
     bound = saturation_bound(cols, rows)
-    rates = [round(bound * f, 4) for f in np.linspace(0.1, 1.0, points)]
+    cfg = mesh_config(cols, rows, router, depth)
     model = MeshModel(cols, rows, (0, 0), packet_format(cfg))
     zero_load = np.mean([model.zero_load_latency(s, d) for s in model.nodes()
                          for d in model.nodes()])
-    print(f"NoC {cols}x{rows} XY mesh, {pattern} traffic, FIFO depth {fifo_depth}; "
-          f"bound min(1, bisection) = {bound:.3f} flits/node/cycle; mean hops "
-          f"{mean_hops_uniform(cols, rows):.2f}; golden zero-load latency {zero_load:.2f} cycles")
+    print(f"NoC {cols}x{rows} XY mesh, {pattern} traffic; bound min(1, bisection) = "
+          f"{bound:.3f} flits/node/cycle; mean hops {mean_hops_uniform(cols, rows):.2f}; "
+          f"golden zero-load latency {zero_load:.2f} cycles")
+    runs = [(router, depth)]
+    if plot:
+        other = next(r for r in ROUTERS if r != router)
+        runs.append((other, DEFAULT_DEPTH[other]))
+    curves = []
+    for kind, d in runs:
+        pts = sweep(cols, rows, kind, d, pattern=pattern, points=points, warmup=warmup,
+                    measure=measure, seed=seed, bound=bound)
+        curves.append((kind, d, pts))
+    if len(curves) > 1:
+        print("saturation: " + "; ".join(f"{kind} depth {d} {_peak(pts) / bound:.1%}"
+                                         for kind, d, pts in curves) + " of the bound")
+    if plot:
+        _plot(curves, bound, zero_load, cols, rows, pattern, plot)
+        print(f"latency-versus-load plot: {plot}")
+    return 0
+
+
+def sweep(cols, rows, router, depth, *, pattern, points, warmup, measure, seed, bound) -> list:
+    """Run the injection sweep on one router kind and print its table and saturation."""
+    cfg = mesh_config(cols, rows, router, depth)
+    rates = [round(bound * f, 4) for f in np.linspace(0.1, 1.0, points)]
+    print(f"\nrouter {router}, queue depth {depth} "
+          f"({'input FIFOs' if router == 'fifo' else 'virtual output queues'})")
     run = run_generated(cfg, "mesh", "tilefab.verif.tb_noc", testcase="sweep", seed=seed,
                         params={"pattern": pattern, "rates": rates, "warmup": warmup,
                                 "measure": measure, "seed": seed})
@@ -43,13 +89,16 @@ def run_noc_bench(cols: int, rows: int, *, pattern: str, points: int, warmup: in
         p99 = f"{p['p99_latency']:8.0f}" if p["p99_latency"] is not None else f"{'-':>8}"
         print(f"{p['offered']:8.3f} {p['accepted']:9.3f} {p['accepted'] / bound:7.1%} "
               f"{lat} {p99}  {_state(p)}")
-    best = max(p["accepted"] for p in pts)
-    print(f"peak accepted throughput {best:.3f} flits/node/cycle = {best / bound:.1%} of the "
-          f"bound {bound:.3f}")
-    path = plot or f"noc-{cols}x{rows}-{pattern}.png"
-    _plot(pts, bound, zero_load, cols, rows, pattern, path)
-    print(f"latency-versus-load plot: {path}")
-    return 0
+    best = _peak(pts)
+    saturated = any(_state(p) != "ok" for p in pts)
+    print(f"{router} depth {depth}: saturation {best:.3f} flits/node/cycle = "
+          f"{best / bound:.1%} of the bound {bound:.3f}"
+          f"{'' if saturated else ' (never saturated: at least this)'}")
+    return pts
+
+
+def _peak(pts) -> float:
+    return max(p["accepted"] for p in pts)
 
 
 def _state(p) -> str:
@@ -58,19 +107,51 @@ def _state(p) -> str:
     return "saturated" if p["accepted"] < 0.95 * p["offered"] else "ok"
 
 
-def _plot(pts, bound, zero_load, cols, rows, pattern, path):
+def build_router(cols: int, rows: int, router: str, depth: int):
+    """The router at (1, 1) (interior from 3x3 up) of the mesh config with this router."""
+    cfg = mesh_config(cols, rows, router, depth)
+    host = cfg["host"]
+    place = {"layout": layout_for(cfg), "x": min(1, cols - 1), "y": min(1, rows - 1),
+             "cols": cols, "rows": rows, "host": (host["x"], host["y"], host["side"])}
+    if router == "fifo":
+        return Router(fifo_depth=depth, **place), place
+    return VoqRouter(depth=depth, **place), place
+
+
+def print_resources(cols: int, rows: int, router: str, depth: int) -> int:
+    """Synthesize one router of each kind (``router`` at ``depth``, the other at its
+    default depth) for every family and print LUTs and flip-flops."""
+    kinds = [(router, depth)] + [(r, DEFAULT_DEPTH[r]) for r in ROUTERS if r != router]
+    print(f"one router of a {cols}x{rows} mesh, yosys synth_<family>, packet "
+          f"{packet_format(mesh_config(cols, rows, router, depth)).width} bits")
+    for kind, d in sorted(kinds):
+        component, place = build_router(cols, rows, kind, d)
+        name = f"router_{kind}{d}"
+        text = to_verilog(component, name)
+        queues = (f"{len(component.queues)} VOQs" if kind == "voq" else "5 input FIFOs")
+        for family in FAMILIES:
+            res = synthesize(text, name, family)
+            extra = f" LUTRAM {res.lutram}" if res.lutram else ""
+            extra += f" RAM {res.ram}" if res.ram else ""
+            print(f"  {kind:4} depth {d:2} at ({place['x']}, {place['y']}), {queues}: "
+                  f"{family:5} LUT4 {res.lut:5}  FF {res.ff:5}{extra}")
+    return 0
+
+
+def _plot(curves, bound, zero_load, cols, rows, pattern, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [p for p in pts if p["mean_latency"] is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p["accepted"] for p in ok], [p["mean_latency"] for p in ok], "o-", label="mean")
-    ax.plot([p["accepted"] for p in ok], [p["p99_latency"] for p in ok], "s--", label="p99")
+    for (kind, depth, pts), style in zip(curves, ("o-", "s-")):
+        ok = [p for p in pts if p["mean_latency"] is not None]
+        ax.plot([p["accepted"] for p in ok], [p["mean_latency"] for p in ok], style,
+                label=f"{kind} (depth {depth}), mean")
     ax.axvline(bound, color="k", linestyle=":", label=f"bound {bound:.2f}")
     ax.axhline(zero_load, color="g", linestyle=":", label=f"zero-load {zero_load:.1f}")
     ax.set_xlabel("accepted throughput (flits/node/cycle)")
-    ax.set_ylabel("latency (cycles)")
+    ax.set_ylabel("mean latency (cycles)")
     ax.set_title(f"{cols}x{rows} mesh, {pattern} traffic")
     ax.legend()
     fig.tight_layout()

@@ -153,7 +153,8 @@ def _bench_noc(args) -> int:
     cols, rows = _mesh_arg(args.mesh)
     return run_noc_bench(cols, rows, pattern=args.pattern, points=args.points,
                          warmup=args.warmup, measure=args.measure, seed=args.seed,
-                         fifo_depth=args.fifo_depth, plot=args.plot)
+                         router=args.router, depth=args.depth, plot=args.plot,
+                         resources=args.resources)
 
 
 def register(commands, bench):
@@ -212,8 +213,17 @@ def register(commands, bench):
     p.add_argument("--points", type=integer("--points", 1, 1000), default=10, help="injection rates in the sweep")
     p.add_argument("--warmup", type=integer("--warmup", 0, MAX_CYCLES), default=300, help="cycles before measuring")
     p.add_argument("--measure", type=integer("--measure", 1, MAX_CYCLES), default=1000, help="cycles measured per rate")
-    p.add_argument("--fifo-depth", type=integer("--fifo-depth", 1, 64), default=2)
+    p.add_argument("--router", choices=("fifo", "voq"), default="fifo",
+                   help="fifo: one FIFO per input; voq: virtual output queues (default fifo)")
+    p.add_argument("--depth", "--fifo-depth", dest="depth", type=integer("--depth", 1, 64),
+                   default=None, help="the router's queue depth: input FIFO entries (fifo, "
+                                      "default 2) or entries per virtual output queue (voq, "
+                                      "default 8)")
     p.add_argument("--seed", type=seed, default=1)
     p.add_argument("--plot", default=None,
-                   help="PNG path (default noc-COLSxROWS-PATTERN.png in the current folder)")
+                   help="PNG path: sweep both routers (the other at its default depth) and "
+                        "plot latency versus accepted load with the bound")
+    p.add_argument("--resources", action="store_true",
+                   help="instead of the sweep, synthesize one interior router of each kind "
+                        "(ECP5, iCE40) and print LUT/FF")
     p.set_defaults(func=_bench_noc)
