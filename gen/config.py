@@ -61,7 +61,7 @@ SCHEMA = {
                 "router": {"enum": ["fifo", "voq"], "default": "fifo",
                            "description": "fifo: one FIFO per input; voq: virtual output "
                                           "queues with crossbar input speedup"},
-                "voq_depth": _int(1, 64, default=8,
+                "voq_depth": _int(1, 64, default=4,
                                   description="entries per virtual output queue (voq)"),
             },
         },
@@ -73,6 +73,9 @@ SCHEMA = {
                 "data_bits": _int(1, 256, default=32),
                 "addr_bits": _int(4, 32, default=16),
                 "coord_bits": _int(1, 8),
+                "multicast": {"type": "boolean", "default": False,
+                              "description": "add mcast, dst_x1, dst_y1: packets for a "
+                                             "rectangle of tiles"},
             },
         },
         "host": {

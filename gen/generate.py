@@ -33,13 +33,13 @@ TOPS = ("fabric", "mesh")
 def packet_format(cfg: dict) -> PacketFormat:
     p = cfg["packet"]
     return PacketFormat(coord_bits=p["coord_bits"], addr_bits=p["addr_bits"],
-                        data_bits=p["data_bits"])
+                        data_bits=p["data_bits"], multicast=p.get("multicast", False))
 
 
 def layout_for(cfg: dict):
     p = cfg["packet"]
     return packet_layout(coord_bits=p["coord_bits"], addr_bits=p["addr_bits"],
-                         data_bits=p["data_bits"])
+                         data_bits=p["data_bits"], multicast=p.get("multicast", False))
 
 
 def top_name(cfg: dict, top: str) -> str:

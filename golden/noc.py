@@ -9,6 +9,14 @@ Routing is dimension-ordered (X, then Y) on a ``cols`` x ``rows`` mesh whose
 row 0 is the north edge; the host hangs off an edge port of router ``(hx, hy)``
 and is addressed by the all-ones coordinate pair.
 
+Multicast (DESIGN.md): a packet for a rectangle of tiles spreads along the row of
+the router it enters by, then north and south down every column of the
+rectangle; every tile of the rectangle receives it exactly once, in order with
+everything else that source sends that tile (a multicast branch to a tile
+takes the very path a unicast packet to it takes). A rectangle that is empty or
+leaves the mesh is dropped by the first router, like a unicast packet for a tile
+outside the mesh.
+
 Analytical figures (Dally & Towles 2004): under uniform random traffic the
 bisection limits the accepted rate per node to ``4/k`` for an even dimension
 ``k`` and ``4k/(k**2 - 1)`` for an odd one; the single injection and ejection
@@ -49,6 +57,48 @@ class MeshModel:
 
     def routable(self, dst) -> bool:
         return tuple(dst) == self.host or (0 <= dst[0] < self.cols and 0 <= dst[1] < self.rows)
+
+    def destinations(self, p: Packet) -> list:
+        """Where ``p`` is delivered: its tile or the host, every tile of its multicast
+        rectangle, or nowhere (unroutable)."""
+        if p.mcast:
+            return p.targets(self.cols, self.rows)
+        return [p.dst] if self.routable(p.dst) else []
+
+    def multicast_traversals(self, src, rect) -> list:
+        """``(router, input, outputs)`` of every router a multicast from ``src`` to
+        ``rect`` crosses, ``outputs`` the set of ports its branches leave by there
+        (each a link or ``L``); the tree the routers build."""
+        x0, y0, x1, y1 = rect
+        start = self.host_router if tuple(src) == self.host else tuple(src)
+        first = self.host_port if tuple(src) == self.host else "L"
+        out = []
+        stack = [(start, first, None)]          # along the row: heading E, W or both
+        while stack:
+            (x, y), came, heading = stack.pop()
+            outs = set()
+            if heading != "W" and x < x1:
+                outs.add("E")
+            if heading != "E" and x > x0:
+                outs.add("W")
+            if x0 <= x <= x1:
+                outs |= {o for o, hit in (("S", y < y1), ("N", y > y0), ("L", y0 <= y <= y1))
+                         if hit}
+            out.append(((x, y), came, outs))
+            if "E" in outs:
+                stack.append(((x + 1, y), "W", "E"))
+            if "W" in outs:
+                stack.append(((x - 1, y), "E", "W"))
+            for step, dy, back in (("S", 1, "N"), ("N", -1, "S")):
+                ny, going = y, step in outs
+                while going:                    # along the column, one router at a time
+                    ny += dy
+                    col = {"L"} if y0 <= ny <= y1 else set()
+                    going = ny < y1 if step == "S" else ny > y0
+                    if going:
+                        col.add(step)
+                    out.append(((x, ny), back, col))
+        return out
 
     def route(self, src, dst) -> list:
         """Routers visited from ``src`` (a node or the host) to ``dst``, XY order."""
@@ -133,22 +183,30 @@ class DeliveryChecker:
         self.expected_drops = defaultdict(int)
         self.errors = []
         self.delivered = 0
+        # What went wrong, counted: a delivery out of its pair's order, one never sent
+        # or already delivered, one to a tile that is not its destination.
+        self.counts = {"reordered": 0, "duplicated": 0, "misdelivered": 0}
 
     def sent(self, src, p: Packet):
-        if self.model.routable(p.dst):
-            self.queues[(tuple(src), p.dst)].append(p)
-        else:
+        dests = self.model.destinations(p)
+        for dst in dests:
+            self.queues[(tuple(src), dst)].append(p)
+        if not dests:
             self.expected_drops[self.model.drop_router(src)] += 1
 
     def received(self, port, p: Packet):
-        if tuple(port) != p.dst:
+        port = tuple(port)
+        if port not in self.model.destinations(p):
+            self.counts["misdelivered"] += 1
             self.errors.append(f"packet {p} delivered at {port}, not at its destination")
             return
-        q = self.queues.get((p.src, p.dst))
+        q = self.queues.get((p.src, port))
         if not q:
+            self.counts["duplicated"] += 1
             self.errors.append(f"packet {p} at {port} was never sent or is a duplicate")
         elif q[0] != p:
             where = "out of order" if p in q else "corrupted, duplicated or never sent"
+            self.counts["reordered" if p in q else "duplicated"] += 1
             self.errors.append(f"packet {p} at {port}: {where}; expected {q[0]}")
             if p in q:
                 q.remove(p)

@@ -32,7 +32,7 @@ TILE_KINDS = {
 
 class Fabric(wiring.Component):
     def __init__(self, *, layout, cols: int, rows: int, host=(0, 0, "west"),
-                 router: str = "fifo", fifo_depth: int = 2, voq_depth: int = 8,
+                 router: str = "fifo", fifo_depth: int = 2, voq_depth: int = 4,
                  tiles: dict):
         self._mesh = Mesh(layout=layout, cols=cols, rows=rows, host=host, router=router,
                           fifo_depth=fifo_depth, voq_depth=voq_depth)

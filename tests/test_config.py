@@ -31,7 +31,8 @@ def test_examples_resolve(example):
 def test_defaults_filled():
     cfg = resolve(BASE)
     assert cfg["mesh"]["fifo_depth"] == 2
-    assert cfg["packet"] == {"data_bits": 32, "addr_bits": 16, "coord_bits": 2}
+    assert cfg["packet"] == {"data_bits": 32, "addr_bits": 16, "coord_bits": 2,
+                             "multicast": False}
     assert cfg["host"] == {"x": 0, "y": 0, "side": "west"}
     assert {t["kind"] for t in cfg["tile_map"]} == {"memory"}
 

@@ -152,7 +152,7 @@ def test_integral_floats_are_integers(tmp_path):
     p.write_text("mesh: {cols: 2.0, rows: 1.0, fifo_depth: 2.0}\n")
     cfg = load(p)
     assert cfg["mesh"] == {"cols": 2, "rows": 1, "fifo_depth": 2, "router": "fifo",
-                           "voq_depth": 8}
+                           "voq_depth": 4}
     assert all(type(v) is int for k, v in cfg["mesh"].items() if k != "router")
 
 

@@ -9,7 +9,7 @@ import pytest
 from tilefab.gen.config import load, resolve
 from tilefab.gen.generate import generate
 from tilefab.gen.lint import lint_file
-from tilefab.golden.packet import FIELD_ORDER, PacketFormat
+from tilefab.golden.packet import PacketFormat
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -44,9 +44,10 @@ def test_manifest_matches_golden_packet(example):
     g = generate(load(EXAMPLES / example))
     m = g.manifest
     p = m["config"]["packet"]
-    fmt = PacketFormat(p["coord_bits"], p["addr_bits"], p["data_bits"])
+    fmt = PacketFormat(p["coord_bits"], p["addr_bits"], p["data_bits"], p["multicast"])
     assert m["packet"]["width"] == fmt.width
-    for name in FIELD_ORDER:
+    assert set(m["packet"]["fields"]) == set(fmt.fields)
+    for name in fmt.fields:
         assert m["packet"]["fields"][name] == {"lsb": fmt.offsets[name],
                                                "width": fmt.widths[name]}
     ports = {q["name"]: q for q in m["ports"]}

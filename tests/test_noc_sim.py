@@ -5,6 +5,10 @@ every destination, uniform random (2 % of them to destinations outside the mesh)
 and hotspot traffic, with random backpressure on every source and sink; the
 golden DeliveryChecker asserts no loss, no duplication, per-pair order and the
 drop counts. Zero-load latency must equal the golden figure on every pair.
+With multicast packets, a third of the traffic goes to random rectangles (some
+broken, to be dropped): every tile of each rectangle must get its copy once, in
+order with the unicast packets of the same source; a short soak runs the bench's
+soak test (``tilefab bench noc --soak``) and its counts must all be clean.
 """
 
 import copy
@@ -35,12 +39,16 @@ ROUTERS = ("fifo", "voq")
 TRAFFIC = [("all_pairs", 2000, 0.0), ("uniform", 6000, 0.02), ("hotspot", 2000, 0.0)]
 
 
-def mesh_config(shape: str, router: str) -> dict:
+def mesh_config(shape: str, router: str, multicast: bool = False) -> dict:
     spec = copy.deepcopy(SHAPES[shape])
+    name = f"noc_{shape}"
+    if multicast:
+        spec.setdefault("packet", {})["multicast"] = True
+        name += "_mc"
     if router == "voq":
         spec["mesh"].update(router="voq", voq_depth=VOQ_DEPTH[shape])
-        return resolve({"name": f"noc_{shape}_voq", **spec})
-    return resolve({"name": f"noc_{shape}", **spec})
+        return resolve({"name": f"{name}_voq", **spec})
+    return resolve({"name": name, **spec})
 
 
 @pytest.mark.parametrize("router", ROUTERS)
@@ -53,6 +61,29 @@ def test_mesh_traffic(shape, router, pattern, packets, bad):
                   seed=zlib.crc32(f"{shape}-{pattern}".encode()) & 0xFFFF,
                   params={"pattern": pattern, "packets": packets, "bad": bad,
                           "src_stall": 0.3, "sink_stall": 0.4, "seed": len(pattern)})
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("shape", ["4x4", "3x2"])
+def test_mesh_multicast_traffic(shape, router):
+    cfg = mesh_config(shape, router, multicast=True)
+    run_generated(cfg, "mesh", "tilefab.verif.tb_noc", testcase="traffic_test",
+                  seed=zlib.crc32(f"{shape}-mc".encode()) & 0xFFFF,
+                  params={"pattern": "uniform", "packets": 3000, "bad": 0.03,
+                          "multicast": 0.33, "src_stall": 0.3, "sink_stall": 0.4, "seed": 5})
+
+
+def test_mesh_soak_short():
+    import json
+
+    run = run_generated(mesh_config("3x2", "voq", multicast=True), "mesh",
+                        "tilefab.verif.tb_noc", testcase="soak",
+                        params={"packets": 4000, "batch": 1000, "multicast": 0.25,
+                                "bad": 0.02, "src_stall": 0.2, "sink_stall": 0.3, "seed": 9})
+    counts = json.loads((run / "result.json").read_text())
+    assert counts["packets"] == 4000 and 800 < counts["multicast"] < 1200
+    assert counts["lost"] == counts["duplicated"] == counts["reordered"] == 0
+    assert counts["delivered"] > 4000        # multicast copies count once per tile
 
 
 @pytest.mark.parametrize("router", ROUTERS)

@@ -221,7 +221,7 @@ def test_mesh_picks_the_router():
 
 def test_config_router_fields():
     cfg = resolve({"mesh": {"cols": 2, "rows": 2}})
-    assert cfg["mesh"]["router"] == "fifo" and cfg["mesh"]["voq_depth"] == 8
+    assert cfg["mesh"]["router"] == "fifo" and cfg["mesh"]["voq_depth"] == 4
     cfg = resolve({"mesh": {"cols": 2, "rows": 2, "router": "voq", "voq_depth": 3}})
     assert cfg["mesh"]["router"] == "voq" and cfg["mesh"]["voq_depth"] == 3
     for mesh, message in [

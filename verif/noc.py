@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 from ..golden.noc import DeliveryChecker, MeshModel
-from ..golden.packet import FIELD_ORDER, Packet, PacketFormat
+from ..golden.packet import Packet, PacketFormat, multicast_packet
 from .stream import Clocked, StreamSink, StreamSource, random_pause
 
 
@@ -22,8 +22,9 @@ class PacketBFM:
         fields = manifest["packet"]["fields"]
         cfg = manifest["config"]["packet"]
         self.fmt = PacketFormat(coord_bits=cfg["coord_bits"], addr_bits=cfg["addr_bits"],
-                                data_bits=cfg["data_bits"])
-        for name in FIELD_ORDER:
+                                data_bits=cfg["data_bits"],
+                                multicast=cfg.get("multicast", False))
+        for name in self.fmt.fields:
             spec = (self.fmt.offsets[name], self.fmt.widths[name])
             got = (fields[name]["lsb"], fields[name]["width"])
             if spec != got:
@@ -89,7 +90,8 @@ class MeshHarness:
             self.sinks[node] = StreamSink(dut, pout, random_pause(sink_stall, rng),
                                           on_word=self._on_word(node))
         self.clock = Clocked(dut.clk, [*self.sources.values(), *self.sinks.values()])
-        self._born = {}          # packet -> (src, cycle it became eligible to send)
+        self._born = {}          # packet -> [src, cycle it may be sent, copies to deliver]
+        self.multicasts = 0      # multicast packets sent
         self.on_packet = None    # optional hook(port, packet, cycle)
 
     @property
@@ -101,9 +103,12 @@ class MeshHarness:
         def handle(cycle, word):
             p = self.bfm.unpack(word)
             self.checker.received(node, p)
-            born = self._born.pop(p, None)
+            born = self._born.get(p)
             if born is not None:
                 self.latencies.append((born[0], node, cycle - born[1], born[1]))
+                born[2] -= 1                 # a multicast is born once, delivered often
+                if not born[2]:
+                    del self._born[p]
             if self.on_packet is not None:
                 self.on_packet(node, p, cycle)
         return handle
@@ -111,13 +116,37 @@ class MeshHarness:
     def send(self, src, p: Packet, at: int = 0):
         """Inject ``p`` at port ``src`` (a node or the host), no earlier than cycle ``at``."""
         self.checker.sent(src, p)
-        if self.model.routable(p.dst):
-            self._born[p] = (src, at)
+        self.multicasts += p.mcast
+        dests = self.model.destinations(p)
+        if dests:
+            self._born[p] = [src, at, len(dests)]
         self.sources[src].send(self.bfm.pack(p), at=at)
+
+    def rect(self, rng: random.Random, bad: bool = False) -> tuple:
+        """A random rectangle of tiles ``(x0, y0, x1, y1)``; with ``bad`` one that is
+        empty or leaves the mesh."""
+        cols, rows, top = self.model.cols, self.model.rows, (1 << self.fmt.coord_bits) - 1
+        while True:
+            x0, x1 = sorted(rng.randrange(cols) for _ in range(2))
+            y0, y1 = sorted(rng.randrange(rows) for _ in range(2))
+            if not bad:
+                return (x0, y0, x1, y1)
+            r = [rng.randrange(top + 1) for _ in range(4)]
+            if not (r[0] <= r[2] < cols and r[1] <= r[3] < rows):
+                return tuple(r)
 
     def packet(self, src, dst, op: int = 0, addr: int = 0, data: int = 0) -> Packet:
         return Packet(dst_x=dst[0], dst_y=dst[1], src_x=src[0], src_y=src[1],
                       op=op, addr=addr, data=data)
+
+    def multicast(self, src, rect, op: int = 0, addr: int = 0, data: int = 0) -> Packet:
+        return multicast_packet(rect, src, op, addr, data)
+
+    def counts(self) -> dict:
+        """What the checker saw: delivered, lost (still outstanding), duplicated,
+        reordered and misdelivered packet copies, and stream-rule breaches."""
+        return {"delivered": self.checker.delivered, "lost": self.checker.outstanding,
+                **self.checker.counts, "protocol_errors": len(self.clock.protocol_errors)}
 
     def start(self):
         self.clock.start()

@@ -4,7 +4,11 @@ A ``HostSession`` holds, per destination tile, the flits the host still has to
 send (each may wait for a number of DONEs from its tile, which frees a
 scratchpad region or a descriptor slot) and what came back. Each cycle it offers
 at most one flit on ``host_in`` -- round robin over the tiles whose next item is
-allowed -- and takes what arrives on ``host_out``. An offered flit is held until
+allowed -- and takes what arrives on ``host_out``. A ``Multicast`` item (on a
+fabric whose packets have ``multicast``) is one flit for a rectangle of tiles:
+the same object stands in the list of every tile of the rectangle, and it is
+sent once, when it is the next item of each of them and each of their DONE
+gates holds, so every tile still receives its items in its list's order. An offered flit is held until
 taken (the stream rule). An ERROR from a tile stops the run with the tile's
 coordinates and the request it refused, unless the session was built with
 ``errors_ok`` (then ERRORs count as replies). The measured window runs from the
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from ..gen.errors import TilefabError
-from ..golden.packet import Op, Packet, PacketFormat
+from ..golden.packet import Op, Packet, PacketFormat, multicast_packet
 from . import tb
 from .pyverilator_sim import HostPort, VerilatedTop
 from .stream import Clocked, StreamSink, StreamSource, random_pause
@@ -35,6 +39,69 @@ from .stream import Clocked, StreamSink, StreamSource, random_pause
 
 class HostError(TilefabError):
     """A tile refused a request, or the fabric stopped making progress."""
+
+
+@dataclass(frozen=True, eq=False)
+class Multicast:
+    """One flit for every tile of ``rect`` = ``(x0, y0, x1, y1)`` (inclusive). ``after``
+    holds ``(tile, dones)`` pairs: the DONEs each tile must have sent before it goes
+    (tiles not named: 0). Put the same object in the request list of every tile of
+    the rectangle, once each."""
+    rect: tuple
+    op: int
+    addr: int = 0
+    data: int = 0
+    after: tuple = ()
+
+    @property
+    def tiles(self) -> list:
+        x0, y0, x1, y1 = self.rect
+        return [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+
+
+class _Group:
+    """A multicast flit waiting in the queues of all its tiles."""
+
+    def __init__(self, word: int, item: Multicast):
+        self.word = word
+        self.tiles = item.tiles
+        self.gates = {t: 0 for t in self.tiles}
+        for tile, dones in item.after:
+            if tuple(tile) not in self.gates:
+                raise ValueError(f"multicast after: tile {tuple(tile)} is not in rect "
+                                 f"{item.rect}")
+            self.gates[tuple(tile)] = dones
+
+
+def _check_order(streams: dict):
+    """Every multicast group can reach the head of all its tiles' queues: the tiles'
+    orders agree (else the session would wait forever)."""
+    pos = {dst: 0 for dst in streams}
+    queues = {dst: list(s.words) for dst, s in streams.items()}
+    left = sum(len(q) for q in queues.values())
+    progress = True
+    while left and progress:
+        progress = False
+        for dst, q in queues.items():
+            while pos[dst] < len(q):
+                head = q[pos[dst]]
+                if not isinstance(head, _Group):
+                    pos[dst] += 1
+                    left -= 1
+                    progress = True
+                    continue
+                if all(pos[t] < len(queues[t]) and queues[t][pos[t]] is head
+                       for t in head.tiles):
+                    for t in head.tiles:
+                        pos[t] += 1
+                        left -= 1
+                    progress = True
+                    continue
+                break
+    if left:
+        stuck = sorted(dst for dst, q in queues.items() if pos[dst] < len(q))
+        raise ValueError(f"requests: multicast items stand in different orders in the "
+                         f"lists of tiles {stuck[:4]}; no order of sends serves them all")
 
 
 @dataclass
@@ -69,13 +136,43 @@ class HostSession:
     def build(cls, fmt: PacketFormat, requests: dict, expect: dict, errors_ok: bool = False):
         """``requests``: dst -> [(op, addr, data, after_done)]; ``expect``: dst -> (replies, dones)."""
         hx, hy = fmt.host
+        groups = {}                      # id(Multicast) -> _Group
+
+        def entry(dst, item):
+            if not isinstance(item, Multicast):
+                op, addr, data, after = item
+                return (fmt.pack(Packet(dst[0], dst[1], hx, hy, op, addr, data)), after)
+            g = groups.get(id(item))
+            if g is None:
+                word = fmt.pack(multicast_packet(item.rect, (hx, hy), item.op, item.addr,
+                                                 item.data))
+                g = groups[id(item)] = (_Group(word, item), item, [])
+            if dst not in g[0].gates:
+                raise ValueError(f"requests: tile {dst} lists a multicast for rect "
+                                 f"{item.rect}, which does not hold it")
+            g[2].append(dst)
+            return g[0]
+
         streams = []
         for dst in sorted(set(requests) | set(expect), key=lambda d: (d[1], d[0])):
-            words = deque((fmt.pack(Packet(dst[0], dst[1], hx, hy, op, addr, data)), after)
-                          for op, addr, data, after in requests.get(dst, ()))
+            words = deque(entry(dst, item) for item in requests.get(dst, ()))
             replies, dones = expect.get(dst, (0, 0))
             streams.append(_Stream(dst, words, replies, dones))
+        for g, item, listed in groups.values():
+            if sorted(listed) != sorted(g.tiles):
+                raise ValueError(f"requests: the multicast for rect {item.rect} must stand "
+                                 f"once in the list of each of its tiles {g.tiles}; it is "
+                                 f"in those of {sorted(listed)}")
+        if groups:
+            _check_order({s.dst: s for s in streams})
         return cls(fmt, streams, errors_ok)
+
+    def _allowed(self, s: _Stream) -> bool:
+        head = s.words[0]
+        if not isinstance(head, _Group):
+            return len(s.dones) >= head[1]
+        return all(self.streams[t].words and self.streams[t].words[0] is head and
+                   len(self.streams[t].dones) >= head.gates[t] for t in head.tiles)
 
     @property
     def finished(self) -> bool:
@@ -89,15 +186,20 @@ class HostSession:
             n = len(self.order)
             for step in range(n):
                 s = self.streams[self.order[(self._rr + step) % n]]
-                if s.words and len(s.dones) >= s.words[0][1]:
-                    self.offer = (s.dst, s.words[0][0])
+                if s.words and self._allowed(s):
+                    head = s.words[0]
+                    self.offer = (s.dst, head.word if isinstance(head, _Group) else head[0])
                     self._rr = (self._rr + step + 1) % n
                     break
         return None if self.offer is None else self.offer[1]
 
     def taken(self, cycle: int):
         dst, _ = self.offer
-        self.streams[dst].words.popleft()
+        head = self.streams[dst].words.popleft()
+        if isinstance(head, _Group):
+            for t in head.tiles:
+                if t != dst:
+                    self.streams[t].words.popleft()
         self.offer = None
         self.flits_in += 1
         self.last_progress = cycle
@@ -127,8 +229,10 @@ class HostSession:
     def total_flits(self) -> int:
         """Flits this session moves: the ones still to send, the ones sent, and every
         expected reply and DONE."""
-        return self.flits_in + sum(len(s.words) + s.expected_replies + s.expected_dones
-                                   for s in self.streams.values())
+        unsent = {id(w) if isinstance(w, _Group) else (s.dst, k)
+                  for s in self.streams.values() for k, w in enumerate(s.words)}
+        return self.flits_in + len(unsent) + sum(s.expected_replies + s.expected_dones
+                                                 for s in self.streams.values())
 
     @property
     def cycles(self) -> int:
@@ -140,8 +244,11 @@ class HostSession:
     def describe(self) -> str:
         lines = []
         for s in self.streams.values():
-            lines.append(f"  tile {s.dst}: {len(s.words)} flits unsent"
-                         f"{f' (next waits for {s.words[0][1]} DONEs)' if s.words else ''}, "
+            head = s.words[0] if s.words else None
+            wait = ("" if head is None else
+                    f" (next: a multicast to {head.tiles[0]}..{head.tiles[-1]})"
+                    if isinstance(head, _Group) else f" (next waits for {head[1]} DONEs)")
+            lines.append(f"  tile {s.dst}: {len(s.words)} flits unsent{wait}, "
                          f"replies {len(s.replies)}/{s.expected_replies}, "
                          f"DONEs {len(s.dones)}/{s.expected_dones}")
         return "\n".join(lines)

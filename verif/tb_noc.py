@@ -3,7 +3,14 @@
 Parameters (``TILEFAB_PARAMS``): ``manifest`` (path), ``seed`` and per test:
 - ``traffic``: ``pattern`` (all_pairs | uniform | hotspot), ``packets``,
   ``src_stall``, ``sink_stall``, ``bad`` (fraction of packets sent to a
-  destination outside the mesh);
+  destination outside the mesh), ``multicast`` (fraction sent to a random
+  rectangle instead, on a mesh whose packets have multicast);
+- ``soak``: ``packets`` random packets from every port (uniform unicast, a
+  ``multicast`` fraction to random rectangles, a ``bad`` fraction unroutable)
+  in batches of ``batch``, random backpressure (``src_stall``, ``sink_stall``) on
+  every port; writes ``result.json`` with the counts delivered, lost,
+  duplicated, reordered and misdelivered, then (unless ``check`` is false)
+  asserts they are clean;
 - ``zero_load``: none; one packet at a time over every pair, no backpressure;
 - ``sweep``: ``pattern``, ``rates``, ``warmup``, ``measure``: open-loop Bernoulli
   injection at each rate, writes ``result.json`` in the run directory.
@@ -51,23 +58,75 @@ async def traffic_test(dut):
     pairs = traffic(p["pattern"], nodes, nodes, p["packets"], rng)
     bad = 0
     for seq, (src, dst) in enumerate(pairs):
-        if rng.random() < p.get("bad", 0.0):
-            dst = _outside(h, rng)
-            bad += 1
-        # The sequence number makes every packet unique, so a duplicate is visible.
-        data = seq & ((1 << h.fmt.data_bits) - 1)
-        addr = (seq >> h.fmt.data_bits) & ((1 << h.fmt.addr_bits) - 1)
-        op = rng.randrange(8)
-        h.send(src, h.packet(src, dst, op=op, addr=addr, data=data))
+        bad += _send_random(h, rng, seq, src, dst, p.get("bad", 0.0), p.get("multicast", 0.0))
     await h.drain(timeout=200 * len(pairs) // max(1, len(nodes)) + 2000)
     h.check()
-    # Drops are counted by the router where the packet entered.
+    _check_drops(dut, h)
+    dut._log.info("%s: %d packets (%d unroutable) delivered and checked in %d cycles",
+                  p["pattern"], len(pairs), bad, h.clock.cycle)
+
+
+def _send_random(h, rng, seq, src, dst, bad: float, multicast: float) -> int:
+    """Send one packet from ``src``: to ``dst``, to a random rectangle (``multicast``
+    of the time) or (``bad`` of the time) somewhere no router delivers; 1 if unroutable."""
+    # The sequence number makes every packet unique, so a duplicate is visible.
+    data = seq & ((1 << h.fmt.data_bits) - 1)
+    addr = (seq >> h.fmt.data_bits) & ((1 << h.fmt.addr_bits) - 1)
+    op = rng.randrange(8)
+    broken = rng.random() < bad
+    if multicast and rng.random() < multicast:
+        h.send(src, h.multicast(src, h.rect(rng, bad=broken), op=op, addr=addr, data=data))
+    else:
+        h.send(src, h.packet(src, _outside(h, rng) if broken else dst, op=op, addr=addr,
+                             data=data))
+    return int(broken)
+
+
+def _check_drops(dut, h):
+    """Drops are counted by the router where the packet entered."""
     for i, node in enumerate(h.model.nodes()):
         expected = h.checker.expected_drops.get(node, 0)
         got = int(getattr(dut, f"dropped__{i}").value)
         assert got == expected, f"router {node} dropped {got}, expected {expected}"
-    dut._log.info("%s: %d packets (%d unroutable) delivered and checked in %d cycles",
-                  p["pattern"], len(pairs), bad, h.clock.cycle)
+
+
+SOAK_FAULTS = ("lost", "duplicated", "reordered", "misdelivered", "protocol_errors",
+               "drop_mismatches")
+
+
+@cocotb.test()
+async def soak(dut):
+    p = params()
+    _, rng, h = _setup(dut, p.get("src_stall", 0.3), p.get("sink_stall", 0.3))
+    await tb.start(dut)
+    h.start()
+    nodes, total, batch = h.nodes, p["packets"], p.get("batch", 20000)
+    sent = unroutable = 0
+    while sent < total:
+        n = min(batch, total - sent)
+        for src, dst in traffic("uniform", nodes, nodes, n, rng):
+            unroutable += _send_random(h, rng, sent, src, dst, p.get("bad", 0.0),
+                                       p.get("multicast", 0.0))
+            sent += 1
+        # Keep the next batch coming before the sources run dry.
+        await h.clock.wait_until(
+            lambda: sum(len(s.queue) for s in h.sources.values()) < batch // 4,
+            10 ** 9, "the sources to take the batch")
+    try:
+        await h.drain(timeout=100000)
+    except AssertionError:
+        pass                                    # counted below as lost
+    counts = {"packets": sent, "multicast": h.multicasts, "unroutable": unroutable,
+              "cycles": h.clock.cycle,
+              **h.counts()}
+    drops = {str(node): (int(getattr(dut, f"dropped__{i}").value),
+                         h.checker.expected_drops.get(node, 0))
+             for i, node in enumerate(h.model.nodes())}
+    counts["drop_mismatches"] = sum(1 for got, want in drops.values() if got != want)
+    Path("result.json").write_text(json.dumps(counts, indent=2))
+    dut._log.info("soak: %s", counts)
+    if p.get("check", True):
+        assert not any(counts[k] for k in SOAK_FAULTS), counts
 
 
 @cocotb.test()

@@ -26,7 +26,7 @@ ROUTERS = {"fifo": Router, "voq": VoqRouter}
 
 class Mesh(wiring.Component):
     def __init__(self, *, layout, cols: int, rows: int, host=(0, 0, "west"),
-                 router: str = "fifo", fifo_depth: int = 2, voq_depth: int = 8,
+                 router: str = "fifo", fifo_depth: int = 2, voq_depth: int = 4,
                  counter_bits: int = 32):
         if router not in ROUTERS:
             raise ValueError(f"router: {router!r} is not allowed, must be one of "

@@ -1,6 +1,8 @@
 """The single-flit NoC packet as an Amaranth layout.
 
-Fields, least significant first: ``dst_x, dst_y, src_x, src_y, op, addr, data``.
+Fields, least significant first: ``dst_x, dst_y, src_x, src_y, op, addr, data``,
+and with ``multicast`` then ``mcast, dst_x1, dst_y1`` (a packet with ``mcast`` set
+is for the rectangle ``dst_x..dst_x1`` x ``dst_y..dst_y1``).
 The all-ones coordinate pair addresses the host, so a mesh needs
 ``cols < 2**coord_bits`` and ``rows < 2**coord_bits``.
 """
@@ -22,11 +24,12 @@ class Op(enum.Enum, shape=OP_BITS):
     ERROR = 5
 
 
-def packet_layout(*, coord_bits: int, addr_bits: int, data_bits: int) -> data.StructLayout:
+def packet_layout(*, coord_bits: int, addr_bits: int, data_bits: int,
+                  multicast: bool = False) -> data.StructLayout:
     check_int("coord_bits", coord_bits, 1, 8)
     check_int("addr_bits", addr_bits, 2, 32)
     check_int("data_bits", data_bits, 1, 256)
-    return data.StructLayout({
+    fields = {
         "dst_x": coord_bits,
         "dst_y": coord_bits,
         "src_x": coord_bits,
@@ -34,7 +37,14 @@ def packet_layout(*, coord_bits: int, addr_bits: int, data_bits: int) -> data.St
         "op": Op,
         "addr": addr_bits,
         "data": data_bits,
-    })
+    }
+    if multicast:
+        fields.update(mcast=1, dst_x1=coord_bits, dst_y1=coord_bits)
+    return data.StructLayout(fields)
+
+
+def has_multicast(layout: data.StructLayout) -> bool:
+    return "mcast" in dict(layout)
 
 
 def coord_bits_of(layout: data.StructLayout) -> int:

@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..fifo import sync_fifo
 from ..params import check_int
+from .packet import has_multicast
 from .routing import (
     DIRECTIONS,
     OPPOSITE,
@@ -98,18 +99,33 @@ class Router(wiring.Component):
         popcount = sum(drops[k] for k in range(5))
         m.d.sync += self.dropped.eq(self.dropped + popcount)
 
+        # A multicast head is offered on every output of its route and leaves its FIFO
+        # once each has taken it; `served` remembers the outputs that already have.
+        multicast = has_multicast(self._layout)
+        served = [Signal(5, name=f"served_{DIRECTIONS[d]}") if multicast else C(0, 5)
+                  for d in range(5)]
         read = [Signal(name=f"read_{DIRECTIONS[d]}") for d in range(5)]
         grants = []
         for o in range(5):
             # Requests only from the inputs XY routing can turn into `o`; the rest are 0.
             takers = [k for k in range(5) if o in place.turns(k)]
             req = Signal(5, name=f"req_{DIRECTIONS[o]}")
-            m.d.comb += req.eq(Cat(heads[k][0].r_rdy & heads[k][1][o] if k in takers
-                                   else C(0, 1) for k in range(5)))
+            m.d.comb += req.eq(Cat(heads[k][0].r_rdy & heads[k][1][o] & ~served[k][o]
+                                   if k in takers else C(0, 1) for k in range(5)))
             grants.append(round_robin(m, req, self.o[o],
                                       {k: heads[k][0].r_data for k in takers},
                                       DIRECTIONS[o]))
 
-        for k, (q, _, drop) in enumerate(heads):
-            m.d.comb += [read[k].eq(Cat(g[k] for g in grants).any()), q.r_en.eq(read[k] | drop)]
+        for k, (q, route, drop) in enumerate(heads):
+            taken = Cat(g[k] for g in grants)
+            if multicast:
+                complete = ((served[k] | taken) & route) == route
+                m.d.comb += read[k].eq(taken.any() & complete)
+                with m.If(read[k] | drop):
+                    m.d.sync += served[k].eq(0)
+                with m.Elif(taken.any()):
+                    m.d.sync += served[k].eq(served[k] | taken)
+            else:
+                m.d.comb += read[k].eq(taken.any())
+            m.d.comb += q.r_en.eq(read[k] | drop)
         return m

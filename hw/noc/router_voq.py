@@ -28,6 +28,12 @@ pair in order); an output that has offered a flit keeps offering it until taken
 past a queue once served, so none starves. A queue holds flits for one output
 only, so no flit waits behind one for another output (no head-of-line
 blocking), and the channel dependencies of XY routing stay acyclic: no deadlock.
+
+Multicast (a layout with ``mcast``): a rectangle's flit is routed to every branch
+``routing.route_multicast`` gives (along the row first, then within each column)
+and written into all of those queues in the same cycle, once all have room; so
+each branch holds one copy and no branch gets two. The tree the branches form is
+XY's, so no deadlock is added.
 """
 
 from amaranth import *
@@ -75,13 +81,17 @@ class VoqRouter(wiring.Component):
         for d in range(5):
             port = self.i[d]
             route, drop = route_input(m, place, self._route, port.payload, d)
-            room = [drop]
+            # A flit goes into the queue of every output of its route (one for a unicast
+            # flit, a multicast's branches) in one cycle, once all of them have room.
+            fits = Signal(name=f"fits_{DIRECTIONS[d]}")
+            room = []
             for o in place.turns(d):
                 q = voq[(d, o)] = sync_fifo(width, self._depth)
                 m.submodules[f"voq_{DIRECTIONS[d]}_{DIRECTIONS[o]}"] = q
-                m.d.comb += [q.w_data.eq(port.payload), q.w_en.eq(port.valid & route[o])]
-                room.append(route[o] & q.w_rdy)
-            m.d.comb += port.ready.eq(Cat(room).any())
+                m.d.comb += [q.w_data.eq(port.payload),
+                             q.w_en.eq(port.valid & route[o] & fits)]
+                room.append(~route[o] | q.w_rdy)
+            m.d.comb += [fits.eq(~drop & Cat(room).all()), port.ready.eq(drop | fits)]
             drops.append(port.valid & drop)
 
         m.d.sync += self.dropped.eq(self.dropped + sum(drops))

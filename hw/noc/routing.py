@@ -11,6 +11,18 @@ north or south never turns east or west (Y before X is never taken); only the
 local port and the host's edge port inject, so only they reach every output; an
 edge port facing out of the mesh (other than the host's) carries nothing.
 ``route_input`` routes an input's flit and drops what ``turns`` rules out.
+
+Multicast (a layout with ``mcast``): a flit for the rectangle ``dst_x..dst_x1`` x
+``dst_y..dst_y1`` spreads east and west along the row it is injected in, and from
+every column of the rectangle north and south, as FlooNoC's xymask routing does.
+``route_multicast`` gives the outputs any branch through this router could take
+(east while the rectangle reaches further east, west likewise, and inside the
+rectangle's columns north/south while it reaches further and the tile when the
+router is inside); masking that with ``turns(d)`` leaves exactly the branches of
+the tree that arrive on input ``d`` (a flit from the west goes on east and into
+the column, one from the north only on south and to the tile), so every tile of
+the rectangle is reached by exactly one path. A rectangle that is empty or leaves
+the mesh is dropped on injection, like a unicast flit for a tile outside it.
 ``round_robin`` drives one output from its requesters with rotating priority.
 """
 
@@ -136,17 +148,46 @@ def route_xy(m, place: Place, flit, out, drop):
         m.d.comb += out[L].eq(1)
 
 
+def route_multicast(m, place: Place, flit, out, drop):
+    """Drive ``out`` (5 bits, any number set) with every output a branch of ``flit``'s
+    multicast tree may take at this router, or ``drop`` for an empty rectangle or one
+    that leaves the mesh (module docstring)."""
+    x, y = place.x, place.y
+    x0, y0, x1, y1 = flit.dst_x, flit.dst_y, flit.dst_x1, flit.dst_y1
+    bad = Signal(name="mc_bad")
+    m.d.comb += bad.eq((x0 > x1) | (y0 > y1) | (x1 >= place.cols) | (y1 >= place.rows))
+    in_col = Signal(name="mc_in_col")
+    m.d.comb += in_col.eq((x0 <= x) & (x1 >= x))
+    outs = {E: x1 > x, W: x0 < x, S: in_col & (y1 > y), N: in_col & (y0 < y),
+            L: in_col & (y0 <= y) & (y1 >= y)}
+    m.d.comb += drop.eq(bad)
+    with m.If(~bad):
+        m.d.comb += [out[o].eq(cond) for o, cond in outs.items()]
+
+
 def route_input(m, place: Place, route_fn, flit, d: int):
     """``(route, drop)`` of input ``d``'s ``flit``: ``route`` is one-hot over the outputs
-    ``place.turns(d)`` allows; a flit XY routing cannot bring to this input, like one
-    for a destination outside the mesh, is dropped. ``route_fn(m, flit, out, drop)``
+    ``place.turns(d)`` allows (for a multicast flit, the branches of its tree that
+    leave here); a flit XY routing cannot bring to this input, like one for a
+    destination outside the mesh, is dropped. ``route_fn(m, flit, out, drop)``
     computes the plain XY route."""
-    raw, raw_drop = Signal(5, name=f"xy_{DIRECTIONS[d]}"), Signal(name=f"xy_drop_{DIRECTIONS[d]}")
+    name = DIRECTIONS[d]
+    raw, raw_drop = Signal(5, name=f"xy_{name}"), Signal(name=f"xy_drop_{name}")
     route_fn(m, flit, raw, raw_drop)
     legal = sum(1 << o for o in place.turns(d))
-    route = Signal(5, name=f"route_{DIRECTIONS[d]}")
-    drop = Signal(name=f"drop_{DIRECTIONS[d]}")
-    m.d.comb += [route.eq(raw & legal), drop.eq(raw_drop | (raw & (0b11111 ^ legal)).any())]
+    route = Signal(5, name=f"route_{name}")
+    drop = Signal(name=f"drop_{name}")
+    uni_drop = raw_drop | (raw & (0b11111 ^ legal)).any()
+    if "mcast" not in dict(flit.shape()):
+        m.d.comb += [route.eq(raw & legal), drop.eq(uni_drop)]
+        return route, drop
+    mc, mc_drop = Signal(5, name=f"mc_{name}"), Signal(name=f"mc_drop_{name}")
+    route_multicast(m, place, flit, mc, mc_drop)
+    with m.If(flit.mcast):
+        # The branches the tree takes from here; none at all: no tree reaches this input.
+        m.d.comb += [route.eq(mc & legal), drop.eq(mc_drop | ~(mc & legal).any())]
+    with m.Else():
+        m.d.comb += [route.eq(raw & legal), drop.eq(uni_drop)]
     return route, drop
 
 

@@ -11,6 +11,13 @@ reported as a fraction of the bound. With a plot path, both router kinds are
 swept (the other one at its default depth) and drawn on one latency-versus-load
 plot with the bound.
 
+``--soak N`` instead pushes N random packets through each of three meshes (4x4,
+the non-square 5x3 and 8x8) on each router: uniform unicast, a quarter of them
+multicast to random rectangles, 1 % unroutable (outside the mesh, or an empty
+rectangle), with random backpressure on every source and sink; the golden
+delivery checker counts what was lost, duplicated, reordered or misdelivered,
+and every count must be 0.
+
 ``--resources`` instead synthesizes one interior router of each kind (yosys,
 ECP5 and iCE40) and prints its LUTs and flip-flops.
 """
@@ -18,6 +25,8 @@ ECP5 and iCE40) and prints its LUTs and flip-flops.
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -31,19 +40,29 @@ from ..hw.noc.router_voq import VoqRouter
 from ..verif.runner import run_generated
 
 ROUTERS = ("fifo", "voq")
-DEFAULT_DEPTH = {"fifo": 2, "voq": 8}      # the config schema's defaults
+DEFAULT_DEPTH = {"fifo": 2, "voq": 4}      # the config schema's defaults
 DEPTH_FIELD = {"fifo": "fifo_depth", "voq": "voq_depth"}
 
 
-def mesh_config(cols: int, rows: int, router: str, depth: int) -> dict:
-    return resolve({"name": f"noc_{cols}x{rows}_{router}{depth}",
-                    "mesh": {"cols": cols, "rows": rows, "router": router,
-                             DEPTH_FIELD[router]: depth}})
+SOAK_SHAPES = ((4, 4), (5, 3), (8, 8))
+SOAK_FAULTS = ("lost", "duplicated", "reordered", "misdelivered", "protocol_errors",
+               "drop_mismatches")
+
+
+def mesh_config(cols: int, rows: int, router: str, depth: int, multicast: bool = False) -> dict:
+    spec = {"name": f"noc_{cols}x{rows}_{router}{depth}{'_mc' if multicast else ''}",
+            "mesh": {"cols": cols, "rows": rows, "router": router, DEPTH_FIELD[router]: depth}}
+    if multicast:
+        spec["packet"] = {"multicast": True}
+    return resolve(spec)
 
 
 def run_noc_bench(cols: int, rows: int, *, pattern: str, points: int, warmup: int,
                   measure: int, seed: int, router: str = "fifo", depth: int | None = None,
-                  plot: str | None = None, resources: bool = False) -> int:
+                  plot: str | None = None, resources: bool = False, soak: int = 0,
+                  soak_routers=None, jobs: int = 2) -> int:
+    if soak:
+        return run_soak(soak, seed=seed, routers=soak_routers or ROUTERS, jobs=jobs)
     depth = depth or DEFAULT_DEPTH[router]
     if resources:
         return print_resources(cols, rows, router, depth)
@@ -157,3 +176,44 @@ def _plot(curves, bound, zero_load, cols, rows, pattern, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _soak_one(cols: int, rows: int, router: str, packets: int, seed: int) -> dict:
+    cfg = mesh_config(cols, rows, router, DEFAULT_DEPTH[router], multicast=True)
+    t0 = time.monotonic()
+    run = run_generated(cfg, "mesh", "tilefab.verif.tb_noc", testcase="soak", seed=seed,
+                        params={"packets": packets, "batch": 20000, "multicast": 0.25,
+                                "bad": 0.01, "src_stall": 0.3, "sink_stall": 0.3,
+                                "seed": seed, "check": False})
+    counts = json.loads((run / "result.json").read_text())
+    return {"mesh": f"{cols}x{rows}", "router": router, "seconds": time.monotonic() - t0,
+            **counts}
+
+
+def run_soak(packets: int, *, seed: int, routers=ROUTERS, jobs: int = 2) -> int:
+    """``packets`` random packets through every soak mesh on every router; 1 if any
+    packet was lost, duplicated, reordered or misdelivered."""
+    print(f"soak: {packets} packets per mesh and router, 25 % multicast to random "
+          f"rectangles, 1 % unroutable, backpressure 0.3 on every source and sink")
+    runs = [(c, r, kind) for c, r in SOAK_SHAPES for kind in routers]
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(_soak_one, c, r, kind, packets, seed + i)
+                   for i, (c, r, kind) in enumerate(runs)]
+        results = [f.result() for f in futures]
+    head = (f"{'mesh':>5} {'router':>6} {'packets':>9} {'multicast':>9} {'unroutable':>10} "
+            f"{'copies':>10} {'cycles':>8} {'lost':>5} {'dup':>4} {'reord':>5} "
+            f"{'misdel':>6} {'proto':>5} {'drops':>5} {'s':>6}")
+    print(head)
+    for r in results:
+        print(f"{r['mesh']:>5} {r['router']:>6} {r['packets']:9} {r['multicast']:9} "
+              f"{r['unroutable']:10} {r['delivered']:10} {r['cycles']:8} {r['lost']:5} "
+              f"{r['duplicated']:4} {r['reordered']:5} {r['misdelivered']:6} "
+              f"{r['protocol_errors']:5} {r['drop_mismatches']:5} {r['seconds']:6.0f}")
+    total = {k: sum(r[k] for r in results) for k in ("packets", "multicast", "delivered",
+                                                      *SOAK_FAULTS)}
+    print(f"total: {total['packets']} packets ({total['multicast']} multicast), "
+          f"{total['delivered']} copies delivered; lost {total['lost']}, duplicated "
+          f"{total['duplicated']}, reordered {total['reordered']}, misdelivered "
+          f"{total['misdelivered']}, stream-rule errors {total['protocol_errors']}, "
+          f"drop-count mismatches {total['drop_mismatches']}")
+    return 1 if any(total[k] for k in SOAK_FAULTS) else 0

@@ -151,10 +151,14 @@ def _mesh_arg(text: str):
 
 def _bench_noc(args) -> int:
     cols, rows = _mesh_arg(args.mesh)
+    args.router_given = args.router is not None
+    args.router = args.router or "fifo"
     return run_noc_bench(cols, rows, pattern=args.pattern, points=args.points,
                          warmup=args.warmup, measure=args.measure, seed=args.seed,
                          router=args.router, depth=args.depth, plot=args.plot,
-                         resources=args.resources)
+                         resources=args.resources, soak=args.soak,
+                         soak_routers=[args.router] if args.router_given else None,
+                         jobs=args.jobs)
 
 
 def register(commands, bench):
@@ -213,12 +217,12 @@ def register(commands, bench):
     p.add_argument("--points", type=integer("--points", 1, 1000), default=10, help="injection rates in the sweep")
     p.add_argument("--warmup", type=integer("--warmup", 0, MAX_CYCLES), default=300, help="cycles before measuring")
     p.add_argument("--measure", type=integer("--measure", 1, MAX_CYCLES), default=1000, help="cycles measured per rate")
-    p.add_argument("--router", choices=("fifo", "voq"), default="fifo",
+    p.add_argument("--router", choices=("fifo", "voq"), default=None,
                    help="fifo: one FIFO per input; voq: virtual output queues (default fifo)")
     p.add_argument("--depth", "--fifo-depth", dest="depth", type=integer("--depth", 1, 64),
                    default=None, help="the router's queue depth: input FIFO entries (fifo, "
                                       "default 2) or entries per virtual output queue (voq, "
-                                      "default 8)")
+                                      "default 4)")
     p.add_argument("--seed", type=seed, default=1)
     p.add_argument("--plot", default=None,
                    help="PNG path: sweep both routers (the other at its default depth) and "
@@ -226,4 +230,11 @@ def register(commands, bench):
     p.add_argument("--resources", action="store_true",
                    help="instead of the sweep, synthesize one interior router of each kind "
                         "(ECP5, iCE40) and print LUT/FF")
+    p.add_argument("--soak", type=integer("--soak", 1, 10 ** 8), default=0, metavar="N",
+                   help="instead of the sweep, push N random packets (unicast, multicast, "
+                        "unroutable) through 4x4, 5x3 and 8x8 meshes on both routers (or "
+                        "the one --router names) and print the counts lost, duplicated and "
+                        "reordered")
+    p.add_argument("--jobs", type=integer("--jobs", 1, 64), default=2,
+                   help="soak: simulations run in parallel (default 2)")
     p.set_defaults(func=_bench_noc)
