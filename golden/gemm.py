@@ -547,8 +547,10 @@ class GemmPEModel:
     def receive(self, packet: Packet) -> list[Packet]:
         """Take one packet from the NoC; return the packets the tile sends, in order."""
         g = self.geom
-        if packet.dst != (self.x, self.y):
-            raise ValueError(f"packet for {packet.dst} delivered to the tile at "
+        x0, y0, x1, y1 = packet.rect or (*packet.dst, *packet.dst)
+        if not (x0 <= self.x <= x1 and y0 <= self.y <= y1):
+            where = f"rect {packet.rect}" if packet.mcast else f"{packet.dst}"
+            raise ValueError(f"packet for {where} delivered to the tile at "
                              f"{(self.x, self.y)}")
         if not (0 <= packet.addr < 1 << g.addr_bits and 0 <= packet.data < 1 << g.data_bits):
             raise ValueError(f"packet addr {packet.addr} or data {packet.data:#x} is wider "

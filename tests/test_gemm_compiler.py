@@ -1,21 +1,28 @@
 """The GEMM workload compiler: plans run on the golden PE model give exactly A·B,
 follow the partition, and honour the host's DONE gates (reuse, queue depth); on
 N:M tiles also the pattern check, the compression and the words against the
-golden model's."""
+golden model's. Multicast plans: every PE gets exactly its unicast program's
+items, shared words are one flit per rectangle of the PEs that hold them, and
+served by the real host session to golden tiles they give exactly A·B."""
 
-from collections import Counter
+import dataclasses
+import random
+from collections import Counter, deque
 
 import numpy as np
 import pytest
 
 from tilefab.gen.errors import OperandError
 from tilefab.gen.gemm import nm as host_nm
-from tilefab.gen.gemm.compiler import Item, compile_gemm, tile_params
+from tilefab.gen.gemm.compiler import (Item, arrival_order, choose_grid, compile_gemm, cover,
+                                       estimate_cycles, make_grid, rect_tiles, tile_params)
 from tilefab.golden import nm
 from tilefab.golden.gemm import (Descriptor, GemmGeometry, GemmPEModel, Share,
                                  b_sparse_block_words, expected_partition, gemm_exact,
                                  operand_range)
-from tilefab.golden.packet import Op
+from tilefab.golden.packet import Op, PacketFormat, multicast_packet
+from tilefab.verif.runtime import gemm_requests
+from tilefab.verif.session import HostSession
 
 HOST = (15, 15)
 
@@ -367,3 +374,220 @@ def test_sparse_sends_fewer_b_words_than_dense():
         count[geom.sparsity] = sum(it.kind == "write" for it in plan.programs[0].items)
     # B: 2 blocks of 16 words dense; of 8 value + 2 metadata words 2:4; A: 4 rows of 4.
     assert count == {"dense": 16 + 32, "2:4": 16 + 20}
+
+
+# --- multicast: the 2-D partition, shared loads and the host order ---
+
+MESHES = {
+    "4x4": [(x, y) for y in range(4) for x in range(4)],
+    "3x2": [(x, y) for y in range(2) for x in range(3)],
+    # Not a rectangle: sharers are covered by several rectangles, some single tiles.
+    "L5": [(0, 0), (1, 0), (2, 0), (0, 1), (0, 2)],
+}
+
+
+def multicast_format(geom):
+    return PacketFormat(coord_bits=3, addr_bits=geom.addr_bits, data_bits=geom.data_bits,
+                        multicast=True)
+
+
+def run_multicast(plan):
+    """Every PE's items through its model, each shared item as the multicast packet of
+    its rectangle; the REPLY data words per PE."""
+    outputs = {}
+    for p in plan.programs:
+        tile = GemmPEModel(plan.geom, p.x, p.y)
+        words = []
+        for item in p.items:
+            rect = plan.sends[item.send] if item.send >= 0 else None
+            for out in tile.receive(item.packet((p.x, p.y), HOST, rect)):
+                assert out.dst == HOST and out.src == (p.x, p.y)
+                if out.op == Op.REPLY:
+                    words.append(out.data)
+        outputs[(p.x, p.y)] = words
+    return outputs
+
+
+def serve(plan, seed):
+    """The plan through the real ``HostSession`` (one flit a cycle, multicasts sent once
+    when every tile of the rectangle is ready, DONE gates) to golden PE models whose
+    answers come back after random delays; the product it assembles."""
+    fmt = multicast_format(plan.geom)
+    requests, expect = gemm_requests(plan)
+    session = HostSession.build(fmt, requests, expect)
+    tiles = {(p.x, p.y): GemmPEModel(plan.geom, p.x, p.y) for p in plan.programs}
+    rng = random.Random(seed)
+    back, cycle = deque(), 0
+    while not session.finished:
+        word = session.next_word()
+        if word is not None:
+            session.taken(cycle)
+            p = fmt.unpack(word)
+            x0, y0, x1, y1 = p.rect or (*p.dst, *p.dst)
+            for (x, y), tile in tiles.items():
+                if x0 <= x <= x1 and y0 <= y <= y1:
+                    back.extend(tile.receive(p))
+        if back and rng.random() < 0.3:          # the tiles answer late
+            session.receive(cycle, fmt.pack(back.popleft()))
+        cycle += 1
+        assert cycle < 200_000, session.describe()
+    assert session.flits_in == plan.flits_in
+    return plan.assemble({dst: s.replies for dst, s in session.streams.items()})
+
+
+def check_multicast_plan(a, b, geom, pes, grid=None, seed=0):
+    plan = compile_gemm(a, b, geom, pes, multicast=True, grid=grid)
+    g = plan.grid
+    assert [(p.x, p.y) for p in plan.programs] == list(pes)
+    # The partition: PE (i, j) computes rows[i] x blocks[j], every group once.
+    groups = Counter((r, c) for p in plan.programs for job in p.jobs
+                     for r in job.rows for c in job.cols)
+    blocks = ceil_div(plan.n, geom.lanes)
+    assert set(groups) == {(r, c * geom.lanes) for r in range(plan.m) for c in range(blocks)}
+    assert set(groups.values()) == {1}
+    progs = {(p.x, p.y): p for p in plan.programs}
+    for i, rows in enumerate(g.rows):
+        for j, cols in enumerate(g.blocks):
+            got = {(r, c) for job in progs[g.pe(i, j)].jobs for r in job.rows for c in job.cols}
+            assert got == {(r, c * geom.lanes) for r in rows for c in cols}
+    # Each PE gets exactly the words (and EXECs) of its unicast program, in its order.
+    unicast = compile_gemm(a, b, geom, pes, grid=g)
+    assert unicast.sends == () and all(it.send < 0 for p in unicast.programs for it in p.items)
+    for p, u in zip(plan.programs, unicast.programs):
+        assert [dataclasses.replace(it, send=-1) for it in p.items] == list(u.items)
+        assert p.jobs == u.jobs
+        check_program(p, geom, plan.k)
+    # A multicast flit stands once in the program of every tile of its rectangle, only
+    # there, as the same word at the same address (an EXEC: the same tag and
+    # descriptor on every PE of the rectangle).
+    holders = {}
+    for p in plan.programs:
+        for it in p.items:
+            if it.send >= 0:
+                holders.setdefault(it.send, []).append(((p.x, p.y), it.addr, it.data))
+    assert sorted(holders) == list(range(len(plan.sends)))
+    for sid, rect in enumerate(plan.sends):
+        tiles = [t for t, _, _ in holders[sid]]
+        assert sorted(tiles) == sorted(rect_tiles(rect)) and len(tiles) > 1
+        assert len({(addr, data) for _, addr, data in holders[sid]}) == 1
+    want = gemm_exact(a, b, geom.op_bits)
+    assert np.array_equal(plan.assemble(run_multicast(plan)), want)
+    assert np.array_equal(serve(plan, seed), want)
+    return plan
+
+
+MC_CASES = [(name, shape, mesh) for name in ("l4w8d64-tiny", "l8w8d64", "l4w16d64",
+                                             "s24l4w8d64-tiny", "s24l4w16d64", "s48l8w16d128")
+            for shape, mesh in zip(shapes(GEOMS[name])[2:8], ("4x4", "3x2", "L5") * 2)]
+
+
+@pytest.mark.parametrize("name, shape, mesh", MC_CASES,
+                         ids=[f"{n}-{m}x{k}x{nn}-{s}" for n, (m, k, nn), s in MC_CASES])
+def test_multicast_plan_computes_a_times_b_exactly(name, shape, mesh):
+    geom = GEOMS[name]
+    check_multicast_plan(*operands(*shape, geom, seed=sum(shape)), geom, MESHES[mesh])
+
+
+@pytest.mark.parametrize("name, shape, mesh, grid", [
+    ("l4w8d64-tiny", (12, 12, 20), "3x2", (3, 2)),    # A and B both stream: panels
+    ("l4w8d64-tiny", (17, 25, 23), "4x4", (4, 4)),    # ragged: rows 5, 4, 4, 4
+    ("l8w8d64", (9, 40, 30), "4x4", (2, 4)),          # 2 of 4 mesh rows
+    ("l4w16d64", (13, 48, 37), "3x2", (2, 3)),
+    ("s24l4w8d64-tiny", (10, 30, 18), "3x2", (2, 3)),
+    ("s48l8w16d128", (11, 100, 33), "4x4", (4, 4)),
+    ("l8w8d64", (20, 33, 50), "L5", (2, 2)),          # sharers split into rectangles
+])
+@pytest.mark.parametrize("major", ["rows", "cols"])
+def test_multicast_2d_grids(name, shape, mesh, grid, major):
+    """Grids where PE rows share A rows and PE columns share B blocks, both multicast."""
+    geom = GEOMS[name]
+    pes = MESHES[mesh]
+    a, b = operands(*shape, geom, seed=3)
+    g = make_grid(shape[0], shape[2], geom.lanes, pes, grid, major)
+    plan = check_multicast_plan(a, b, geom, pes, grid=g, seed=1)
+    # Every flit goes to PEs of one PE row (an A row) or one PE column (a B block); on a
+    # full rectangle of PEs each PE row and each PE column is one rectangle, and a
+    # streamed A row sent again reaches the PEs that still have B panels to go.
+    sets = [set(g.a_sharers(i)) for i in range(grid[0])] + \
+        [set(g.b_sharers(j)) for j in range(grid[1])]
+    for rect in set(plan.sends):
+        assert any(set(rect_tiles(rect)) <= s for s in sets)
+    cols = len({x for x, _ in pes}) if major == "rows" else len({y for _, y in pes})
+    if mesh != "L5" and grid[1] == cols:
+        # PE rows are mesh rows (or columns): each sharer set is one rectangle.
+        assert {len(cover(s)) for s in sets} == {1}
+        assert any(set(rect_tiles(r)) == s for r in plan.sends for s in sets[:grid[0]])
+        assert any(set(rect_tiles(r)) == s for r in plan.sends for s in sets[grid[0]:])
+
+
+def test_multicast_sends_each_operand_word_once():
+    """On 4x4 PEs with operands that fit, every A and B word is one flit, whatever the
+    grid: the host sends M*astride + blocks*bstride words, plus one flit per EXEC or
+    per rectangle of PEs sharing an EXEC."""
+    geom = GemmGeometry(lanes=8, op_bits=8, max_k=1024, a_words=512, b_words=512, jobs=4,
+                        data_bits=128, addr_bits=12)
+    pes = MESHES["4x4"]
+    a, b = operands(64, 64, 64, geom, seed=4)
+    words = 64 * geom.astride(64) + 8 * geom.bstride(64)
+    for grid in (None, (4, 4), (2, 8), (16, 1)):
+        g = grid and make_grid(64, 64, 8, pes, grid)
+        plan = compile_gemm(a, b, geom, pes, multicast=True, grid=g)
+        execs = (sum(it.kind == "exec" and it.send < 0 for p in plan.programs
+                     for it in p.items)
+                 + len({it.send for p in plan.programs for it in p.items
+                        if it.kind == "exec" and it.send >= 0}))
+        unicast_writes = sum(it.kind == "write" and it.send < 0
+                             for p in plan.programs for it in p.items)
+        if grid in (None, (16, 1), (4, 4)):         # every sharer set is a rectangle
+            assert plan.flits_in == words + execs
+            assert unicast_writes == (256 if plan.grid.shape == (16, 1) else 0)
+        else:                                       # 2 x 8: PE columns are 2 mesh columns
+            assert plan.flits_in > words + execs
+        assert plan.flits_in < sum(len(p.items) for p in plan.programs)
+
+
+def test_choose_grid_starts_the_pes_early():
+    """The grid with the cheapest start wins. With 8 lanes and 16 operands a word, a B
+    block of 64 K-rows is 32 words and an A row 4: broadcasting B and sending each of
+    16 PEs its own rows starts them all after 32 + 16 * 4 words, a 4 x 4 grid after
+    4 * 32 + 4 * 4. With 4 lanes and 8 operands a word (a block 4 rows' worth of
+    words) both cost the same and the 4 x 4 grid, which shares A too, is taken."""
+    d128 = GemmGeometry(lanes=8, op_bits=8, max_k=1024, a_words=512, b_words=512, jobs=4,
+                        data_bits=128, addr_bits=12)
+    d64 = GemmGeometry(lanes=4, op_bits=8, max_k=256, a_words=512, b_words=512, jobs=4,
+                       data_bits=64, addr_bits=12)
+    pes = MESHES["4x4"]
+    assert choose_grid(64, 64, 64, d128, pes).shape == (16, 1)
+    assert choose_grid(128, 128, 128, d128, pes).shape == (16, 1)
+    assert estimate_cycles(64, 64, 64, d128, make_grid(64, 64, 8, pes, (16, 1))) < \
+        estimate_cycles(64, 64, 64, d128, make_grid(64, 64, 8, pes, (4, 4)))
+    g = choose_grid(128, 128, 128, d64, pes)
+    assert g.shape == (4, 4)
+    assert [cover(g.a_sharers(i)) for i in range(4)] == [[(0, y, 3, y)] for y in range(4)]
+    assert [cover(g.b_sharers(j)) for j in range(4)] == [[(x, 0, x, 3)] for x in range(4)]
+    assert choose_grid(1, 1, 1, d128, pes).shape == (1, 1)
+
+
+def test_arrival_order_alternates_by_work_per_flit():
+    # Rows cost 80 flits a round, blocks 48: a block, a row, then what frees more work.
+    assert arrival_order(4, 8, 80, 48) == [
+        ("b", 0), ("a", 0), ("b", 1), ("a", 1), ("b", 2), ("b", 3), ("a", 2), ("b", 4),
+        ("a", 3), ("b", 5), ("b", 6), ("b", 7)]
+    assert arrival_order(3, 1, 10, 10) == [("b", 0), ("a", 0), ("a", 1), ("a", 2)]
+
+
+def test_cover_uses_rectangles_of_the_tiles_only():
+    assert cover(MESHES["4x4"]) == [(0, 0, 3, 3)]
+    assert cover(MESHES["L5"]) in ([(0, 0, 2, 0), (0, 1, 0, 2)], [(0, 0, 0, 2), (1, 0, 2, 0)])
+    tiles = [(0, 0), (2, 0), (0, 1), (2, 1)]
+    assert sorted(cover(tiles)) == [(0, 0, 0, 1), (2, 0, 2, 1)]
+
+
+def test_golden_tile_takes_multicasts_for_its_rectangle():
+    geom = GEOMS["l8w8d64"]
+    tile = GemmPEModel(geom, 1, 1)
+    tile.receive(multicast_packet((0, 0, 2, 1), HOST, Op.WRITE, 3, 7))
+    assert tile.memory["b"][3] == 7 and tile.counters["words"] == 1
+    with pytest.raises(ValueError, match=r"packet for rect \(2, 0, 3, 1\) delivered to "
+                                         r"the tile at \(1, 1\)"):
+        tile.receive(multicast_packet((2, 0, 3, 1), HOST, Op.WRITE, 3, 7))

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..gen.config import as_config, tile_params
 from ..gen.errors import ConfigError, TilefabError
-from ..gen.gemm.compiler import compile_gemm
+from ..gen.gemm.compiler import ITEM_OPS, GemmPlan, compile_gemm
 from ..gen.generate import generate, packet_format
 from ..gen.imc import tile as imc_tile
 from ..gen.moe import check_moe_operands, plan_experts, plan_gate
@@ -43,7 +43,13 @@ from ..golden.packet import Op
 from ..golden.pbit import PBitMachine, pbit_seeds
 from .board_sim import BoardSimBackend
 from .serial_link import SerialBackend
-from .session import CocotbBackend, HostError, HostSession, PyverilatorBackend
+from .session import (
+    CocotbBackend,
+    HostError,
+    HostSession,
+    Multicast,
+    PyverilatorBackend,
+)
 
 BACKENDS = ("verilator", "pyverilator", "golden", "board-sim", "serial")
 
@@ -476,15 +482,9 @@ class Fabric:
         coords = [t.xy for t in pes]
         before = await self._status({t.xy: t for t in pes}, **run)
         plan = compile_gemm(a, b, geom, coords,
-                            words_before={pe: before[pe]["words"] for pe in coords})
-        F = geom.flits_per_group
-        ops = {"write": Op.WRITE, "exec": Op.EXEC}
-        requests, expect = {}, {}
-        for prog in plan.programs:
-            pe = (prog.x, prog.y)
-            requests[pe] = [(ops[it.kind], it.addr, it.data, it.after_done)
-                            for it in prog.items]
-            expect[pe] = (sum(j.groups for j in prog.jobs) * F, len(prog.jobs))
+                            words_before={pe: before[pe]["words"] for pe in coords},
+                            multicast=self.fmt.multicast)
+        requests, expect = gemm_requests(plan)
         session = await self._run(requests, expect, **run)
         for prog in plan.programs:
             got = session.streams[(prog.x, prog.y)].dones
@@ -910,6 +910,36 @@ class Fabric:
         except StopIteration as stop:
             return stop.value
         raise RuntimeError("a synchronous backend suspended")
+
+
+def gemm_requests(plan: GemmPlan) -> tuple[dict, dict]:
+    """A GEMM plan as ``HostSession`` requests and expected (replies, DONEs) per PE: each
+    unicast item an ``(op, addr, data, after_done)`` tuple, each multicast flit one
+    ``Multicast`` in the lists of all the PEs of its rectangle, gated per PE by that
+    PE's ``after_done``."""
+    after: dict[int, list] = {}
+    for prog in plan.programs:
+        for it in prog.items:
+            if it.send >= 0:
+                after.setdefault(it.send, []).append(((prog.x, prog.y), it.after_done))
+    flits: dict[int, Multicast] = {}
+    requests, expect = {}, {}
+    for prog in plan.programs:
+        pe = (prog.x, prog.y)
+        out = []
+        for it in prog.items:
+            op = int(ITEM_OPS[it.kind])
+            if it.send < 0:
+                out.append((op, it.addr, it.data, it.after_done))
+                continue
+            if it.send not in flits:
+                flits[it.send] = Multicast(rect=plan.sends[it.send], op=op, addr=it.addr,
+                                           data=it.data, after=tuple(after[it.send]))
+            out.append(flits[it.send])
+        requests[pe] = out
+        expect[pe] = (sum(j.groups for j in prog.jobs) * plan.geom.flits_per_group,
+                      len(prog.jobs))
+    return requests, expect
 
 
 def _fit(t: Tile, prog: driver.Program) -> tuple[driver.Program, np.ndarray]:

@@ -52,7 +52,7 @@ async def gemm(dut):
             i, j = bad[0]
             raise AssertionError(f"{m}x{k}x{n}: {len(bad)} wrong elements, first C[{i},{j}] = "
                                  f"{run.c[i, j]}, numpy {want[i, j]}")
-        plan = compile_gemm(a, b, geom, pes)
+        plan = compile_gemm(a, b, geom, pes, multicast=fabric.fmt.multicast)
         for prog in plan.programs:
             c = run.counters[(prog.x, prog.y)]
             want_busy = sum(j.groups for j in prog.jobs) * geom.steps(k)
