@@ -11,8 +11,8 @@ reported as a fraction of the bound. With a plot path, both router kinds are
 swept (the other one at its default depth) and drawn on one latency-versus-load
 plot with the bound.
 
-``--soak N`` instead pushes N random packets through each of three meshes (4x4,
-the non-square 5x3 and 8x8) on each router: uniform unicast, a quarter of them
+``--soak N`` instead pushes N random packets in all, split evenly over three
+meshes (4x4, the non-square 5x3 and 8x8) and the routers: uniform unicast, a quarter of them
 multicast to random rectangles, 1 % unroutable (outside the mesh, or an empty
 rectangle), with random backpressure on every source and sink; the golden
 delivery checker counts what was lost, duplicated, reordered or misdelivered,
@@ -191,13 +191,15 @@ def _soak_one(cols: int, rows: int, router: str, packets: int, seed: int) -> dic
 
 
 def run_soak(packets: int, *, seed: int, routers=ROUTERS, jobs: int = 2) -> int:
-    """``packets`` random packets through every soak mesh on every router; 1 if any
-    packet was lost, duplicated, reordered or misdelivered."""
-    print(f"soak: {packets} packets per mesh and router, 25 % multicast to random "
-          f"rectangles, 1 % unroutable, backpressure 0.3 on every source and sink")
+    """At least ``packets`` random packets in all, an equal share through every soak
+    mesh on every router; 1 if any packet was lost, duplicated, reordered or
+    misdelivered."""
     runs = [(c, r, kind) for c, r in SOAK_SHAPES for kind in routers]
+    share = -(-packets // len(runs))
+    print(f"soak: {share * len(runs)} packets, {share} per mesh and router, 25 % multicast "
+          f"to random rectangles, 1 % unroutable, backpressure 0.3 on every source and sink")
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_soak_one, c, r, kind, packets, seed + i)
+        futures = [pool.submit(_soak_one, c, r, kind, share, seed + i)
                    for i, (c, r, kind) in enumerate(runs)]
         results = [f.result() for f in futures]
     head = (f"{'mesh':>5} {'router':>6} {'packets':>9} {'multicast':>9} {'unroutable':>10} "

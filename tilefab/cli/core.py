@@ -231,10 +231,10 @@ def register(commands, bench):
                    help="instead of the sweep, synthesize one interior router of each kind "
                         "(ECP5, iCE40) and print LUT/FF")
     p.add_argument("--soak", type=integer("--soak", 1, 10 ** 8), default=0, metavar="N",
-                   help="instead of the sweep, push N random packets (unicast, multicast, "
-                        "unroutable) through 4x4, 5x3 and 8x8 meshes on both routers (or "
-                        "the one --router names) and print the counts lost, duplicated and "
-                        "reordered")
+                   help="instead of the sweep, push N random packets in all (unicast, "
+                        "multicast, unroutable), an equal share through each of the 4x4, "
+                        "5x3 and 8x8 meshes on both routers (or the one --router names), "
+                        "and print the counts lost, duplicated and reordered")
     p.add_argument("--jobs", type=integer("--jobs", 1, 64), default=2,
                    help="soak: simulations run in parallel (default 2)")
     p.set_defaults(func=_bench_noc)
