@@ -15,7 +15,7 @@ import random
 from collections import defaultdict, deque
 
 import pytest
-from amaranth.sim import Simulator
+from router_bench import check_outputs, run_router
 from tilefab.golden.noc import DeliveryChecker, MeshModel
 from tilefab.golden.packet import Packet, PacketFormat, multicast_packet
 from tilefab.hw.noc.packet import packet_layout
@@ -102,7 +102,7 @@ def test_router_multicast(kind, depth, place):
     everything = rects(cols, rows)
     rng = random.Random(hash((kind, depth, place)) & 0xFFFF)
     queues = {d: deque() for d in range(5)}
-    entered, expected = {}, defaultdict(deque)
+    expected = defaultdict(deque)
     drops = forks = 0
     for seq in range(700):
         d = rng.randrange(5)
@@ -126,69 +126,16 @@ def test_router_multicast(kind, depth, place):
                 dst, outs = (cols, 0), frozenset()
             p = Packet(dst[0], dst[1], 0, 0, rng.randrange(6), rng.randrange(16), seq)
         queues[d].append(p)
-        entered[p] = d
         for o in outs:
             expected[(d, o)].append(p)
         drops += not outs
     assert forks > 100 and drops > 30
-    got = defaultdict(list)
-    errors = []
-
-    async def bench(ctx):
-        held, offering = [None] * 5, [False] * 5
-        for _ in range(10000):
-            for d in range(5):
-                if not offering[d] and queues[d] and rng.random() < 0.8:
-                    ctx.set(dut.i[d].payload.as_value(), FMT.pack(queues[d][0]))
-                    offering[d] = True
-                ctx.set(dut.i[d].valid, offering[d])
-                ctx.set(dut.o[d].ready, rng.random() < 0.5)
-            await ctx.delay(1e-9)
-            for d in range(5):
-                if offering[d] and ctx.get(dut.i[d].ready):
-                    queues[d].popleft()
-                    offering[d] = False
-            for o in range(5):
-                if ctx.get(dut.o[o].valid):
-                    word = ctx.get(dut.o[o].payload.as_value())
-                    if held[o] is not None and held[o] != word:
-                        errors.append(f"output {DIRECTIONS[o]} changed its offered flit")
-                    if ctx.get(dut.o[o].ready):
-                        got[o].append(FMT.unpack(word))
-                        held[o] = None
-                    else:
-                        held[o] = word
-                elif held[o] is not None:
-                    errors.append(f"output {DIRECTIONS[o]} withdrew an offered flit")
-            await ctx.tick()
-            if not any(queues.values()) and not any(offering):
-                break
-        for d in range(5):
-            ctx.set(dut.i[d].valid, 0)
-        for _ in range(6 * depth + 10):
-            for o in range(5):
-                ctx.set(dut.o[o].ready, 1)
-            await ctx.delay(1e-9)
-            for o in range(5):
-                if ctx.get(dut.o[o].valid):
-                    got[o].append(FMT.unpack(ctx.get(dut.o[o].payload.as_value())))
-            await ctx.tick()
-        assert not any(queues.values()), "inputs never accepted all flits"
-        assert ctx.get(dut.dropped) == drops
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got, errors, dropped, _ = run_router(dut, FMT, queues, rng, cycles=10000, ready=0.5,
+                                         drain=6 * depth + 10)
+    assert not any(queues.values()), "inputs never accepted all flits"
+    assert dropped == drops
     assert not errors, errors[:5]
-    for o in range(5):
-        pending = {d: expected[(d, o)] for d in range(5)}
-        for p in got[o]:
-            src = [d for d in range(5) if pending[d] and pending[d][0] == p]
-            assert src, f"output {DIRECTIONS[o]}: unexpected, repeated or out-of-order {p}"
-            pending[src[0]].popleft()
-        left = sum(len(q) for q in pending.values())
-        assert left == 0, f"output {DIRECTIONS[o]}: {left} branches never delivered"
+    check_outputs(got, expected, "branches")
 
 
 def test_delivery_checker_multicast():

@@ -13,11 +13,11 @@ VOQ router must move flits of one input out of several outputs in one cycle
 
 import random
 import subprocess
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 
 import pytest
-from amaranth.sim import Simulator
+from router_bench import check_outputs, run_router
 from tilefab.gen import toolchain
 from tilefab.gen.config import load, resolve
 from tilefab.gen.errors import ConfigError
@@ -84,71 +84,15 @@ def test_router_all_ports(kind, depth, place):
         else:
             drops += 1
     assert drops > 20 and sum(len(q) for q in expected.values()) > 600
-    got = defaultdict(deque)
-    errors = []
-    fanout = []          # per cycle, the most flits one input moved out
-
-    async def bench(ctx):
-        held = [None] * 5
-        offering = [False] * 5
-        for _ in range(8000):
-            for d in range(5):
-                if not offering[d] and queues[d] and rng.random() < 0.8:
-                    ctx.set(dut.i[d].payload.as_value(), FMT.pack(queues[d][0]))
-                    offering[d] = True
-                ctx.set(dut.i[d].valid, offering[d])
-                ctx.set(dut.o[d].ready, rng.random() < 0.6)
-            await ctx.delay(1e-9)
-            for d in range(5):
-                if offering[d] and ctx.get(dut.i[d].ready):
-                    queues[d].popleft()
-                    offering[d] = False
-            moved = defaultdict(int)
-            for o in range(5):
-                if ctx.get(dut.o[o].valid):
-                    word = ctx.get(dut.o[o].payload.as_value())
-                    if held[o] is not None and held[o] != word:
-                        errors.append(f"output {DIRECTIONS[o]} changed its offered flit")
-                    if ctx.get(dut.o[o].ready):
-                        p = FMT.unpack(word)
-                        got[o].append(p)
-                        moved[entered.get(p)] += 1
-                        held[o] = None
-                    else:
-                        held[o] = word
-                elif held[o] is not None:
-                    errors.append(f"output {DIRECTIONS[o]} withdrew an offered flit")
-            fanout.append(max(moved.values(), default=0))
-            await ctx.tick()
-            if not any(queues.values()) and not any(offering):
-                break
-        for d in range(5):
-            ctx.set(dut.i[d].valid, 0)
-        for _ in range(5 * depth + 10):
-            for o in range(5):
-                ctx.set(dut.o[o].ready, 1)
-            await ctx.delay(1e-9)
-            for o in range(5):
-                if ctx.get(dut.o[o].valid):
-                    got[o].append(FMT.unpack(ctx.get(dut.o[o].payload.as_value())))
-            await ctx.tick()
-        assert not any(queues.values()), "inputs never accepted all flits"
-        assert ctx.get(dut.dropped) == drops
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got, errors, dropped, moves = run_router(dut, FMT, queues, rng, cycles=8000, ready=0.6,
+                                             drain=5 * depth + 10)
+    assert not any(queues.values()), "inputs never accepted all flits"
+    assert dropped == drops
     assert not errors, errors[:5]
-    for o in range(5):
-        # Interleave the expected per-input sequences by matching each delivered flit.
-        pending = {d: expected[(d, o)] for d in range(5)}
-        for p in got[o]:
-            src = [d for d in range(5) if pending[d] and pending[d][0] == p]
-            assert src, f"output {DIRECTIONS[o]}: unexpected or out-of-order flit {p}"
-            pending[src[0]].popleft()
-        left = sum(len(q) for q in pending.values())
-        assert left == 0, f"output {DIRECTIONS[o]}: {left} flits never delivered"
+    check_outputs(got, expected)
+    # Per cycle, the most flits one input moved out.
+    fanout = [max(Counter(entered.get(p) for _, p in moved).values(), default=0)
+              for moved in moves]
     if kind == "voq":
         assert max(fanout) >= 2, "no input ever fed two outputs in one cycle"
     else:
