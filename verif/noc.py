@@ -17,6 +17,13 @@ from ..golden.packet import Packet, PacketFormat, multicast_packet
 from .stream import Clocked, StreamSink, StreamSource, random_pause
 
 
+# The counts a soak (``tb_noc.soak``, ``tilefab bench noc --soak``) must find 0: the
+# checker's faults, stream-rule breaches and routers whose drop count is not the
+# golden one.
+SOAK_FAULTS = ("lost", "duplicated", "reordered", "misdelivered", "protocol_errors",
+               "drop_mismatches")
+
+
 class PacketBFM:
     def __init__(self, manifest: dict):
         fields = manifest["packet"]["fields"]

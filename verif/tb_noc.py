@@ -26,7 +26,7 @@ import cocotb
 import numpy as np
 
 from . import tb
-from .noc import MeshHarness, traffic
+from .noc import SOAK_FAULTS, MeshHarness, traffic
 from .params import params
 
 
@@ -88,10 +88,6 @@ def _check_drops(dut, h):
         expected = h.checker.expected_drops.get(node, 0)
         got = int(getattr(dut, f"dropped__{i}").value)
         assert got == expected, f"router {node} dropped {got}, expected {expected}"
-
-
-SOAK_FAULTS = ("lost", "duplicated", "reordered", "misdelivered", "protocol_errors",
-               "drop_mismatches")
 
 
 @cocotb.test()

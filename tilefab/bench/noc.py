@@ -37,6 +37,7 @@ from ..gen.synth import FAMILIES, synthesize
 from ..golden.noc import MeshModel, mean_hops_uniform, saturation_bound
 from ..hw.noc.router import Router
 from ..hw.noc.router_voq import VoqRouter
+from ..verif.noc import SOAK_FAULTS
 from ..verif.runner import run_generated
 
 ROUTERS = ("fifo", "voq")
@@ -45,10 +46,6 @@ DEPTH_FIELD = {"fifo": "fifo_depth", "voq": "voq_depth"}
 
 
 SOAK_SHAPES = ((4, 4), (5, 3), (8, 8))
-SOAK_FAULTS = ("lost", "duplicated", "reordered", "misdelivered", "protocol_errors",
-               "drop_mismatches")
-
-
 def mesh_config(cols: int, rows: int, router: str, depth: int, multicast: bool = False) -> dict:
     spec = {"name": f"noc_{cols}x{rows}_{router}{depth}{'_mc' if multicast else ''}",
             "mesh": {"cols": cols, "rows": rows, "router": router, DEPTH_FIELD[router]: depth}}
