@@ -12,6 +12,7 @@ soak test (``tilefab bench noc --soak``) and its counts must all be clean.
 """
 
 import copy
+import json
 import shutil
 import zlib
 from pathlib import Path
@@ -74,8 +75,6 @@ def test_mesh_multicast_traffic(shape, router):
 
 
 def test_mesh_soak_short():
-    import json
-
     run = run_generated(mesh_config("3x2", "voq", multicast=True), "mesh",
                         "tilefab.verif.tb_noc", testcase="soak",
                         params={"packets": 4000, "batch": 1000, "multicast": 0.25,
