@@ -25,6 +25,7 @@ from . import driver, graph, quant
 from .factor import anneal_schedule
 
 BETA0, BETA1 = 0.1, 3.0
+SCHED_ENTRIES = 8        # steps of the geometric beta ramp (schedule entries)
 PARALLEL_MAX_DEGREE = 16
 LANES = 16
 ARCHS = ("auto", "parallel", "lanes")
@@ -77,18 +78,20 @@ def fmt_kwargs(fmt: PBitFormat) -> dict:
     return {k: getattr(fmt, k) for k in fmt.__dataclass_fields__}
 
 
-def maxcut_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1
-                 ) -> PBitArray:
+def maxcut_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1,
+                 sched_depth: int = 8) -> PBitArray:
     """The parallel array for ``gr``; p-bits of different DSATUR colours share the beta
     multiplier and tanh read (``setup`` programs that same colouring)."""
     nb = gr.neighbours()
     return PBitArray(neighbours=nb, max_degree=max(1, int(gr.degrees().max())),
                      n_colours=n_colours, seeds=pbit_seeds(seed, gr.n), word_bits=32,
-                     share=graph.colour_groups(graph.dsatur(nb)), **fmt_kwargs(fmt))
+                     share=graph.colour_groups(graph.dsatur(nb)), sched_depth=sched_depth,
+                     **fmt_kwargs(fmt))
 
 
 def lane_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1,
-               lanes: int = LANES, fields: str = "recompute") -> PBitLanes:
+               lanes: int = LANES, fields: str = "recompute", sched_depth: int = 8
+               ) -> PBitLanes:
     """A lane array just deep enough for ``gr`` (edge memory rounded up to 2^k)."""
     entries = driver.lane_entries(gr.W())
     per_lane = int(np.bincount(np.arange(gr.n) % lanes, weights=entries,
@@ -98,7 +101,7 @@ def lane_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1,
     return PBitLanes(n=gr.n, lanes=lanes, edge_depth=1 << (per_lane - 1).bit_length(),
                      max_degree=max(1, int(gr.degrees().max())), n_colours=n_colours,
                      seeds=pbit_seeds(seed, gr.n), word_bits=32, fields=fields,
-                     **fmt_kwargs(fmt))
+                     sched_depth=sched_depth, **fmt_kwargs(fmt))
 
 
 def balance_lanes(entries, colours, lanes: int) -> np.ndarray:
@@ -134,16 +137,83 @@ def flips_limit(gr: graph.Graph, arch: str, colours: int, lanes: int = LANES
     return lanes * gr.n / edges, f"lanes*n/edge entries ({lanes} edges/cycle)"
 
 
-def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", seed: int = 1,
-        trace_points: int = 0, arch: str = "auto", lanes: int = LANES,
-        execute=None, fields: str = "recompute") -> MaxCutResult:
-    """Anneal ``gr`` in the number formats ``fmt``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
-    (``tilefab.verif.tb_pbit.run_rtl``), ``"golden"`` the bit-exact model."""
-    if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
-        raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got {sweeps}")
+@dataclass
+class Prepared:
+    """A graph set up once for many anneals: quantized J, colouring and (lanes) the
+    lane-balancing relabelling, so restarts pay only for the anneal itself."""
+    gr: graph.Graph               # relabelled for ``lanes`` (cuts do not depend on labels)
+    q: object
+    colours: np.ndarray
+    arch: str
+    lanes: int
+    fields: str
+    fmt: PBitFormat
+    entries: int = SCHED_ENTRIES
+
+    @property
+    def n_colours(self) -> int:
+        return int(self.colours.max()) + 1
+
+    def array(self, seed: int = 1):
+        """The RTL array that runs this graph (its topology or lanes, its colours)."""
+        k, depth = self.n_colours, max(8, self.entries)
+        if self.arch == "parallel":
+            return maxcut_array(self.gr, k, self.fmt, seed, sched_depth=depth)
+        return lane_array(self.gr, k, self.fmt, seed, self.lanes, self.fields,
+                          sched_depth=depth)
+
+    def schedule(self, sweeps: int) -> list:
+        return anneal_schedule(self.fmt, sweeps, BETA0, BETA1, self.entries)
+
+    def machine(self, seed: int = 1) -> PBitMachine:
+        """The bit-exact model of ``array(seed)`` from the initial state of ``run(seed=)``;
+        it keeps its spins and generators between runs, as the array does."""
+        return PBitMachine(self.fmt, self.q.J, self.q.h, self.colours,
+                           pbit_seeds(seed, self.gr.n),
+                           state=np.random.default_rng(seed).choice([-1, 1], self.gr.n),
+                           lanes=self.lanes if self.arch == "lanes" else None,
+                           fields=self.fields if self.arch == "lanes" else "recompute")
+
+    def run(self, sweeps: int, *, backend: str = "rtl", seed: int = 1,
+            trace_points: int = 0, execute=None) -> MaxCutResult:
+        if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
+            raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got "
+                                          f"{sweeps}")
+        gr, q, colours, arch = self.gr, self.q, self.colours, self.arch
+        lanes, fields, k = self.lanes, self.fields, self.n_colours
+        schedule = self.schedule(sweeps)
+        every = max(1, sweeps // trace_points) if trace_points else 0
+        total_w = int(gr.weights.sum())
+        state = np.random.default_rng(seed).choice([-1, 1], gr.n)
+        prog = driver.Program(q.J, q.h, colours, state=state)
+        t0 = time.perf_counter()
+        if backend == "rtl":
+            if execute is None:
+                raise ConfigError("--backend", "rtl needs a simulator (execute=run_rtl)")
+            results, _ = execute(self.array(seed), [prog, driver.Run(schedule, k, every)],
+                                 name=f"pbit_{arch}_{gr.name or gr.n}".lower())
+            r = results[0]
+        elif backend == "golden":
+            r = self.machine(seed).run(schedule, k, every)
+        else:
+            raise ConfigError("--backend", f"must be 'rtl' or 'golden', got {backend!r}")
+        samples, cycles, final, best = r.samples, r.cycles, r.state, r.best_state
+        seconds = time.perf_counter() - t0
+        trace = [((i + 1) * every, (total_w - e) // 2) for i, (_, e) in enumerate(samples)]
+        limit, limit_text = flips_limit(gr, arch, k, lanes)
+        inc = arch == "lanes" and fields == "incremental"
+        return MaxCutResult(gr.name, gr.n, k, sweeps, gr.cut(final), gr.cut(best),
+                            sweeps * gr.n, cycles, seconds, backend, q.report(), arch, limit,
+                            limit_text, trace, fields if arch == "lanes" else "recompute",
+                            r.flips if backend == "golden" else None,
+                            int(lane_rows(q.J, lanes).sum()) if inc else 0)
+
+
+def prepare(gr: graph.Graph, fmt: PBitFormat, *, arch: str = "auto", lanes: int = LANES,
+            fields: str = "recompute", entries: int = SCHED_ENTRIES) -> Prepared:
+    """Quantize, colour and (lanes) relabel ``gr`` once; see ``Prepared``."""
     arch = choose_arch(gr, arch)
     q, colours = setup(gr, fmt)
-    k = int(colours.max()) + 1
     if arch == "lanes":
         # Relabel so lanes share each colour's work evenly; cuts do not depend on labels.
         order = balance_lanes(driver.lane_entries(q.J), colours, lanes)
@@ -151,37 +221,16 @@ def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", 
                          gr.name)
         q, colours = quant.quantize(-gr.W(), np.zeros(gr.n), fmt, scale=1.0), \
             colours[order]
-    schedule = anneal_schedule(fmt, sweeps, BETA0, BETA1)
-    every = max(1, sweeps // trace_points) if trace_points else 0
-    total_w = int(gr.weights.sum())
-    state = np.random.default_rng(seed).choice([-1, 1], gr.n)
-    prog = driver.Program(q.J, q.h, colours, state=state)
-    t0 = time.perf_counter()
-    if backend == "rtl":
-        if execute is None:
-            raise ConfigError("--backend", "rtl needs a simulator (execute=run_rtl)")
-        array = maxcut_array(gr, k, fmt, seed) if arch == "parallel" else \
-            lane_array(gr, k, fmt, seed, lanes, fields)
-        results, _ = execute(array, [prog, driver.Run(schedule, k, every)],
-                                    name=f"pbit_{arch}_{gr.name or gr.n}".lower())
-        r = results[0]
-        samples, cycles = r.samples, r.cycles
-        final, best = r.state, r.best_state
-    elif backend == "golden":
-        m = PBitMachine(fmt, q.J, q.h, colours, pbit_seeds(seed, gr.n), state=state,
-                        lanes=lanes if arch == "lanes" else None,
-                        fields=fields if arch == "lanes" else "recompute")
-        r = m.run(schedule, k, every)
-        samples, cycles = r.samples, r.cycles
-        final, best = r.state, r.best_state
-    else:
-        raise ConfigError("--backend", f"must be 'rtl' or 'golden', got {backend!r}")
-    seconds = time.perf_counter() - t0
-    trace = [((i + 1) * every, (total_w - e) // 2) for i, (_, e) in enumerate(samples)]
-    limit, limit_text = flips_limit(gr, arch, k, lanes)
-    inc = arch == "lanes" and fields == "incremental"
-    return MaxCutResult(gr.name, gr.n, k, sweeps, gr.cut(final), gr.cut(best),
-                        sweeps * gr.n, cycles, seconds, backend, q.report(), arch, limit,
-                        limit_text, trace, fields if arch == "lanes" else "recompute",
-                        r.flips if backend == "golden" else None,
-                        int(lane_rows(q.J, lanes).sum()) if inc else 0)
+    return Prepared(gr, q, colours, arch, lanes, fields, fmt, entries)
+
+
+def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", seed: int = 1,
+        trace_points: int = 0, arch: str = "auto", lanes: int = LANES,
+        execute=None, fields: str = "recompute", entries: int = SCHED_ENTRIES
+        ) -> MaxCutResult:
+    """Anneal ``gr`` in the number formats ``fmt``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
+    (``tilefab.verif.tb_pbit.run_rtl``), ``"golden"`` the bit-exact model."""
+    if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
+        raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got {sweeps}")
+    return prepare(gr, fmt, arch=arch, lanes=lanes, fields=fields, entries=entries).run(
+        sweeps, backend=backend, seed=seed, trace_points=trace_points, execute=execute)
