@@ -53,6 +53,7 @@ recomputing array given the same field, and the spins do not depend on ``fields`
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -108,6 +109,15 @@ def pbit_seeds(seed: int, n: int) -> list[int]:
 
 # -- fixed-point format -----------------------------------------------------------------
 
+@functools.lru_cache(maxsize=64)
+def _tanh_lut(lut_size: int, lut_step_frac: int, rand_bits: int) -> np.ndarray:
+    """T[k] = floor(tanh(k 2^-lut_step_frac) 2^(rand_bits-1) + 1/2), read-only."""
+    t = np.array([int(math.floor(math.tanh(k * 2.0 ** -lut_step_frac) * 2 ** (rand_bits - 1)
+                                 + 0.5)) for k in range(lut_size)], dtype=np.int64)
+    t.flags.writeable = False
+    return t
+
+
 @dataclass(frozen=True)
 class PBitFormat:
     w_bits: int = 8
@@ -124,10 +134,7 @@ class PBitFormat:
         return self.beta_frac + self.w_frac - self.lut_step_frac
 
     def lut(self) -> np.ndarray:
-        k = np.arange(self.lut_size, dtype=np.float64)
-        return np.array([int(math.floor(math.tanh(v * 2.0 ** -self.lut_step_frac)
-                                        * 2 ** (self.rand_bits - 1) + 0.5)) for v in k],
-                        dtype=np.int64)
+        return _tanh_lut(self.lut_size, self.lut_step_frac, self.rand_bits).copy()
 
     def w_range(self) -> tuple[int, int]:
         return -(1 << (self.w_bits - 1)), (1 << (self.w_bits - 1)) - 1
@@ -150,7 +157,7 @@ class PBitFormat:
             k = (p + (1 << (s - 1))) >> s
         else:
             k = p << (-s)
-        lut = self.lut()
+        lut = _tanh_lut(self.lut_size, self.lut_step_frac, self.rand_bits)
         sat = k >= self.lut_size
         t = np.where(sat, 1 << (self.rand_bits - 1), lut[np.minimum(k, self.lut_size - 1)])
         return t

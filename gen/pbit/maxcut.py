@@ -24,8 +24,23 @@ from ..errors import ConfigError
 from . import driver, graph, quant
 from .factor import anneal_schedule
 
-BETA0, BETA1 = 0.1, 3.0
-SCHED_ENTRIES = 8        # steps of the geometric beta ramp (schedule entries)
+BETA0, BETA1 = 0.1, 3.0  # the fixed ramp (``beta_range(..., fixed=True)``)
+HOT_SPREAD = 0.6         # beta0 x the RMS field of a random state
+BETA_COLD = 3.9          # near the largest beta of the default format (255/64)
+SCHED_ENTRIES = 64       # steps of the geometric beta ramp (schedule entries)
+
+
+def beta_range(gr: graph.Graph, fixed: bool = False) -> tuple[float, float]:
+    """The geometric ramp's ends for ``gr``: beta0 = HOT_SPREAD / the RMS local field of
+    a uniformly random state (sqrt of the mean over nodes of sum_j w_ij^2), so the first
+    sweeps flip most spins whatever the degree, down to beta1 = BETA_COLD, where any
+    field of 1 or more holds a spin with probability >= 0.9995.
+    ``fixed``: the graph-independent ramp BETA0 -> BETA1."""
+    if fixed:
+        return BETA0, BETA1
+    W = gr.W()
+    rms = float(np.sqrt(np.mean((W ** 2).sum(axis=1)))) if gr.n else 1.0
+    return min(HOT_SPREAD / max(rms, 1e-9), BETA_COLD / 2), BETA_COLD
 PARALLEL_MAX_DEGREE = 16
 LANES = 16
 ARCHS = ("auto", "parallel", "lanes")
@@ -149,6 +164,7 @@ class Prepared:
     fields: str
     fmt: PBitFormat
     entries: int = SCHED_ENTRIES
+    betas: tuple = (BETA0, BETA1)
 
     @property
     def n_colours(self) -> int:
@@ -163,7 +179,7 @@ class Prepared:
                           sched_depth=depth)
 
     def schedule(self, sweeps: int) -> list:
-        return anneal_schedule(self.fmt, sweeps, BETA0, BETA1, self.entries)
+        return anneal_schedule(self.fmt, sweeps, *self.betas, self.entries)
 
     def machine(self, seed: int = 1) -> PBitMachine:
         """The bit-exact model of ``array(seed)`` from the initial state of ``run(seed=)``;
@@ -210,9 +226,12 @@ class Prepared:
 
 
 def prepare(gr: graph.Graph, fmt: PBitFormat, *, arch: str = "auto", lanes: int = LANES,
-            fields: str = "recompute", entries: int = SCHED_ENTRIES) -> Prepared:
-    """Quantize, colour and (lanes) relabel ``gr`` once; see ``Prepared``."""
+            fields: str = "recompute", entries: int = SCHED_ENTRIES,
+            betas: tuple | None = None) -> Prepared:
+    """Quantize, colour and (lanes) relabel ``gr`` once; see ``Prepared``. ``betas``:
+    the ramp's ends (default ``beta_range(gr)``)."""
     arch = choose_arch(gr, arch)
+    betas = tuple(betas) if betas is not None else beta_range(gr)
     q, colours = setup(gr, fmt)
     if arch == "lanes":
         # Relabel so lanes share each colour's work evenly; cuts do not depend on labels.
@@ -221,16 +240,17 @@ def prepare(gr: graph.Graph, fmt: PBitFormat, *, arch: str = "auto", lanes: int 
                          gr.name)
         q, colours = quant.quantize(-gr.W(), np.zeros(gr.n), fmt, scale=1.0), \
             colours[order]
-    return Prepared(gr, q, colours, arch, lanes, fields, fmt, entries)
+    return Prepared(gr, q, colours, arch, lanes, fields, fmt, entries, betas)
 
 
 def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", seed: int = 1,
         trace_points: int = 0, arch: str = "auto", lanes: int = LANES,
-        execute=None, fields: str = "recompute", entries: int = SCHED_ENTRIES
-        ) -> MaxCutResult:
+        execute=None, fields: str = "recompute", entries: int = SCHED_ENTRIES,
+        betas: tuple | None = None) -> MaxCutResult:
     """Anneal ``gr`` in the number formats ``fmt``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
     (``tilefab.verif.tb_pbit.run_rtl``), ``"golden"`` the bit-exact model."""
     if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
         raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got {sweeps}")
-    return prepare(gr, fmt, arch=arch, lanes=lanes, fields=fields, entries=entries).run(
+    return prepare(gr, fmt, arch=arch, lanes=lanes, fields=fields, entries=entries,
+                   betas=betas).run(
         sweeps, backend=backend, seed=seed, trace_points=trace_points, execute=execute)

@@ -215,8 +215,12 @@ def _shipped_tile() -> dict:
 def bench(args) -> int:
     if getattr(args, "factor", False):
         return factor_bench(args)
-
     gdir = _gset_dir(args.gset)
+    if getattr(args, "ttt", False):
+        from .pbit_ttt import DEFAULT_GRAPHS, ttt_bench
+        args.graphs = args.graphs or DEFAULT_GRAPHS
+        return ttt_bench(args, gdir, BEST_KNOWN)
+    args.graphs = args.graphs or "G1,G11,G14,G22"
     names = [g.strip() for g in args.graphs.split(",") if g.strip()]
     rtl = {g.strip() for g in args.rtl.split(",") if g.strip()}
     S, reads = args.sweeps, args.reads

@@ -53,6 +53,28 @@ def _seconds(text):
     return v
 
 
+def _target(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"--ttt-target must be a fraction in (0, 1], "
+                                         f"got {text!r}")
+    return v
+
+
+def _mhz(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v <= 1000:
+        raise argparse.ArgumentTypeError(f"--ttt-mhz must be a clock in MHz in (0, 1000], "
+                                         f"got {text!r}")
+    return v
+
+
 def _lanes(text):
     try:
         v = int(text)
@@ -234,7 +256,8 @@ def register(commands, bench_):
     fa.set_defaults(func=_factor)
     b = bench_.add_parser("pbit", help="p-bit flips/cycle, G-set Max-Cut vs peer, LUTs/p-bit")
     b.add_argument("--sweeps", type=_positive("--sweeps"), default=1000)
-    b.add_argument("--graphs", default="G1,G11,G14,G22")
+    b.add_argument("--graphs", default=None,
+                   help="G-set graphs (default G1,G11,G14,G22; with --ttt G1,G11,G12,G14,G22)")
     b.add_argument("--gset", default=None, help="folder with G-set files "
                                                 "(default ../shared/data/gset)")
     b.add_argument("--rtl", default="G11,G14,G22",
@@ -264,4 +287,21 @@ def register(commands, bench_):
                    default=FACTOR_BUDGET_SWEEPS, help="sweeps per semiprime")
     b.add_argument("--factor-rtl", type=_positive("--factor-rtl", MAX_FACTOR), default=None,
                    metavar="N", help="also factor N on the Verilator RTL")
+    b.add_argument("--ttt", action="store_true",
+                   help="time to target instead: restarts until the cut reaches --ttt-target "
+                        "of best-known, p-bits (bit-exact model, time at the build's "
+                        "nextpnr Fmax) against dwave-samplers in the same run")
+    b.add_argument("--ttt-target", type=_target, default=0.995,
+                   help="fraction of the best-known cut to reach (default 0.995)")
+    b.add_argument("--ttt-seeds", type=_positive("--ttt-seeds", 1000), default=10,
+                   help="seeds per solver; the figure is their median (default 10)")
+    b.add_argument("--ttt-sweeps", type=_positive("--ttt-sweeps"), nargs="+",
+                   default=[50, 100, 200, 500, 1000, 2000, 5000, 10000], metavar="S",
+                   help="sweeps per run to search, for each solver")
+    b.add_argument("--ttt-max-runs", type=_positive("--ttt-max-runs", 10_000), default=20,
+                   help="runs per seed before it counts as not reaching the target")
+    b.add_argument("--ttt-fields", choices=("recompute", "incremental"),
+                   default="incremental", help="field mode of lane-array builds")
+    b.add_argument("--ttt-mhz", type=_mhz, default=None,
+                   help="take this clock instead of running nextpnr on each build")
     b.set_defaults(func=_bench)
