@@ -50,6 +50,20 @@ def fraction(name: str):
 seed = integer("--seed", 0, SEED_MAX)
 
 
+def number(name: str, ok, allowed: str):
+    """A float for which ``ok(v)`` holds; the error names ``name`` and ``allowed``."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{name} must be {allowed}, got {text!r}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
 def tile_xy(text: str) -> tuple[int, int]:
     """``--tile X,Y``: a tile's coordinates (the fabric checks they are in the mesh)."""
     try:

@@ -31,7 +31,7 @@ from ..verif.runtime import (
     Fabric,
     as_graph,
 )
-from .args import fraction, integer, tile_xy
+from .args import fraction, integer, number, tile_xy
 from .core import MAX_FACTOR, MAX_SWEEPS, _seed_arg
 
 ARCHS = ("auto", "parallel", "lanes")
@@ -42,37 +42,9 @@ def _positive(name, hi=MAX_SWEEPS):
     return integer(name, 1, hi)
 
 
-def _seconds(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0 < v < 1e7:
-        raise argparse.ArgumentTypeError(f"--budget-seconds must be a number of seconds "
-                                         f"> 0, got {text!r}")
-    return v
-
-
-def _target(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"--ttt-target must be a fraction in (0, 1], "
-                                         f"got {text!r}")
-    return v
-
-
-def _mhz(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0 < v <= 1000:
-        raise argparse.ArgumentTypeError(f"--ttt-mhz must be a clock in MHz in (0, 1000], "
-                                         f"got {text!r}")
-    return v
+_seconds = number("--budget-seconds", lambda v: 0 < v < 1e7, "a number of seconds > 0")
+_target = number("--ttt-target", lambda v: 0 < v <= 1, "a fraction in (0, 1]")
+_mhz = number("--ttt-mhz", lambda v: 0 < v <= 1000, "a clock in MHz in (0, 1000]")
 
 
 def _lanes(text):
