@@ -67,7 +67,7 @@ def test_peer_batches_only_unfinished_seeds(monkeypatch):
         calls.append(reads)
         return np.array(next(draws)), 0.3 * reads
 
-    monkeypatch.setattr(ttt, "_peer_call", fake)
+    monkeypatch.setattr(ttt, "peer_call", fake)
     pt = ttt.peer_point(None, 100, 9, seeds=3, max_runs=5)
     assert calls == [3, 2, 1]
     assert [s.hit for s in pt.seqs] == [True, True, True]
@@ -76,10 +76,10 @@ def test_peer_batches_only_unfinished_seeds(monkeypatch):
     assert pt.median == pytest.approx(0.6)
 
 
-def test_peer_call_runs_dwave():
+def testpeer_call_runs_dwave():
     pytest.importorskip("dwave.samplers")
     gr = _graph(12, 5)
-    cuts, wall = ttt._peer_call(gr, 200, 6, 1)
+    cuts, wall = ttt.peer_call(gr, 200, 6, 1)
     assert len(cuts) == 6 and wall > 0
     assert cuts.max() <= _max_cut(gr) and cuts.max() >= 0.9 * _max_cut(gr)
 

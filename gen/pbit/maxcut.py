@@ -249,8 +249,6 @@ def run(gr: graph.Graph, sweeps: int, fmt: PBitFormat, *, backend: str = "rtl", 
         betas: tuple | None = None) -> MaxCutResult:
     """Anneal ``gr`` in the number formats ``fmt``; ``backend="rtl"`` runs the array through ``execute(array, ops, name=)``
     (``tilefab.verif.tb_pbit.run_rtl``), ``"golden"`` the bit-exact model."""
-    if not isinstance(sweeps, int) or not 1 <= sweeps <= 8 * 65535:
-        raise ConfigError("--sweeps", f"must be an integer in [1, {8 * 65535}], got {sweeps}")
     return prepare(gr, fmt, arch=arch, lanes=lanes, fields=fields, entries=entries,
                    betas=betas).run(
         sweeps, backend=backend, seed=seed, trace_points=trace_points, execute=execute)

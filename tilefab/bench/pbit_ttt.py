@@ -81,10 +81,6 @@ class PointResult:
         return float(np.median([len(s.times) if s.hit else math.inf for s in self.seqs]))
 
 
-def median_of(totals) -> float:
-    return float(np.median(list(totals)))
-
-
 def pbit_point(prep: maxcut.Prepared, sweeps: int, target: int, seeds: int,
                max_runs: int, seconds_per_cycle: float, give_up: float = math.inf
                ) -> PointResult:
@@ -110,7 +106,7 @@ def pbit_point(prep: maxcut.Prepared, sweeps: int, target: int, seeds: int,
     return PointResult(sweeps, seqs)
 
 
-def _peer_call(gr, sweeps: int, reads: int, seed: int):
+def peer_call(gr, sweeps: int, reads: int, seed: int):
     from dwave.samplers import SimulatedAnnealingSampler
     J = {(int(i), int(j)): float(w) for (i, j), w in zip(gr.edges, gr.weights)}
     t0 = time.perf_counter()
@@ -130,7 +126,7 @@ def peer_point(gr, sweeps: int, target: int, seeds: int, max_runs: int,
         live = [q for q in seqs if not q.hit and sum(q.times) <= give_up]
         if not live:
             break
-        cuts, wall = _peer_call(gr, sweeps, len(live), seed * 100003 + batch)
+        cuts, wall = peer_call(gr, sweeps, len(live), seed * 100003 + batch)
         for q, c in zip(live, cuts):
             q.times.append(wall / len(live))
             q.cuts.append(int(c))
@@ -239,14 +235,10 @@ def ttt_bench(args, gset_dir, best_known: dict) -> int:
                 for p in pts), flush=True)
         bp, be = min(pb, key=lambda p: p.median), min(pe, key=lambda p: p.median)
         rows.append((name, gr.n, target, mhz, bp, be))
-        at = [p for p in pb if p.sweeps == args.sweeps]
-        if at:
-            ours = [s.cuts[0] for s in at[0].seqs]
-        else:
-            ours = [prep.machine(s).run(prep.schedule(args.sweeps), prep.n_colours)
-                    for s in range(1, seeds + 1)]
-            ours = [(int(gr.weights.sum()) - r.best_energy) // 2 for r in ours]
-        peer, _ = _peer_call(gr, args.sweeps, seeds, 7)
+        at = [p for p in pb if p.sweeps == args.sweeps] or [
+            pbit_point(prep, args.sweeps, math.inf, seeds, 1, spc)]
+        ours = [s.cuts[0] for s in at[0].seqs]
+        peer, _ = peer_call(gr, args.sweeps, seeds, 7)
         equal.append((name, args.sweeps, ours, peer))
 
     hdr = (f"{'graph':5s} {'n':>5s} {'target':>6s} {'Fmax':>6s} | {'p-bit S':>7s} "
@@ -254,7 +246,6 @@ def ttt_bench(args, gset_dir, best_known: dict) -> int:
            f"{'speedup':>8s} {'target':>6s}")
     print(hdr)
     print("-" * len(hdr))
-    status = 0
     for name, n, target, mhz, bp, be in rows:
         sp = be.median / bp.median if math.isfinite(bp.median) else 0.0
         want = TARGETS.get(name)
@@ -271,4 +262,4 @@ def ttt_bench(args, gset_dir, best_known: dict) -> int:
         print(f"{name:5s} {S:6d} | {np.mean(ours):10.1f} {max(ours):6d} | "
               f"{np.mean(peer):10.1f} {int(max(peer)):6d} | "
               f"{'yes' if np.mean(ours) >= np.mean(peer) else 'no'}")
-    return status
+    return 0
