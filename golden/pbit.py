@@ -20,6 +20,18 @@ Fixed point (``PBitFormat``):
     update of that p-bit; u = top ``rand_bits`` bits of the new state.
     m_i = +1 iff u < 2^(rand_bits-1) + T  (F >= 0)  or  u < 2^(rand_bits-1) - T  (F < 0),
     so P(+1) = 1/2 + sign(F) T / 2^rand_bits exactly.
+  * Quantile rule (``z_bits`` > 0, parallel array only). The draw is turned into a
+    threshold on the field: m_i = +1 iff F_q > T, T = (Q[v] R(beta_q)) >> sh, with
+      v     the top ``z_bits`` bits of u,
+      Q[v]  = round(atanh((2v + 1) 2^-z_bits - 1) 2^QUANTILE_FRAC) (the quantile of
+              the logistic law at the centre of bin v),
+      R(b)  = round(2^RECIP_BITS / b) for b >= 1, R(0) = 2^(RECIP_BITS+1),
+      sh    = RECIP_BITS + QUANTILE_FRAC - beta_frac - w_frac (a left shift if < 0).
+    Ideally m_i = +1 iff beta F >= atanh(2U - 1) for U uniform, P = (1 + tanh beta F)/2;
+    here P(+1) = #{v : T_v < F_q} / 2^z_bits, the Gibbs probability rounded to bins of
+    2^-z_bits, with the quotient by beta taken through the rounded reciprocal. T does
+    not depend on the field, so hardware computes it for a p-bit's next update while
+    the current one is made (``PBitArray``) and an update is one comparison.
 
 Schedule: colour classes update in order 0..n_colours-1 (one class per cycle; one
 sweep is n_colours cycles); frozen p-bits (clamped) never update. A run is a list of
@@ -29,7 +41,9 @@ first state that reaches a new strict minimum.
 
 Timing. The fully parallel array (``PBitArray``) spends one cycle per colour class,
 two cycles on the energy at the start of a run and two at its end, while the last
-update's energy and best state settle (``PARALLEL_RUN_OVERHEAD``). The lane array (``PBitLanes``, model:
+update's energy and best state settle (``PARALLEL_RUN_OVERHEAD``). Under the quantile
+rule a run of C > 2 classes starts C - 2 cycles later (the first thresholds are made one
+class per cycle), and a one-class run waits one cycle between sweeps. The lane array (``PBitLanes``, model:
 ``PBitMachine(..., lanes=P)``) makes the same decisions in the same order (p-bits of one
 colour share no edge, so the order within a class is immaterial) but reads one edge
 per lane per cycle: p-bit i sits in lane i mod P and costs e_i = max(1, nonzero J_ij)
@@ -128,6 +142,7 @@ class PBitFormat:
     lut_size: int = 64
     lut_step_frac: int = 3
     rand_bits: int = 16
+    z_bits: int = 0
 
     @property
     def shift(self) -> int:
@@ -149,6 +164,16 @@ class PBitFormat:
         q = int(round(beta * 2 ** self.beta_frac))
         return min(max(q, 0), (1 << self.beta_bits) - 1)
 
+    def quantiles(self) -> np.ndarray:
+        """The quantile rule's table Q[v] (``z_bits`` > 0)."""
+        return _quantiles(self.z_bits).copy()
+
+    def field_threshold(self, beta_q: int, v) -> np.ndarray:
+        """The quantile rule's T for bins ``v`` at ``beta_q``: m = +1 iff F_q > T."""
+        prod = _quantiles(self.z_bits)[np.asarray(v, dtype=np.int64)] * recip(int(beta_q))
+        sh = RECIP_BITS + QUANTILE_FRAC - self.beta_frac - self.w_frac
+        return prod >> sh if sh >= 0 else prod << -sh
+
     def threshold(self, beta_q: int, f_q) -> np.ndarray:
         """T for each field value: the table entry, or 2^(rand_bits-1) when saturated."""
         p = np.abs(np.asarray(f_q, dtype=np.int64)) * int(beta_q)
@@ -164,9 +189,33 @@ class PBitFormat:
 
     def p_up(self, beta_q: int, f_q) -> np.ndarray:
         """Exact probability that the fixed-point p-bit goes to +1."""
+        if self.z_bits:
+            t = self.field_threshold(beta_q, np.arange(1 << self.z_bits))   # increasing
+            f = np.asarray(f_q, dtype=np.int64)
+            return np.searchsorted(t, f, side="left") / 2.0 ** self.z_bits
         t = self.threshold(beta_q, f_q)
         sgn = np.where(np.asarray(f_q) >= 0, 1, -1)
         return 0.5 + sgn * t / 2.0 ** self.rand_bits
+
+
+QUANTILE_FRAC = 10      # fraction bits of the quantile table Q
+RECIP_BITS = 16         # R(b) = round(2^RECIP_BITS / b)
+
+
+@functools.lru_cache(maxsize=64)
+def _quantiles(z_bits: int) -> np.ndarray:
+    q = np.array([math.floor(math.atanh((2 * v + 1) * 2.0 ** -z_bits - 1)
+                             * 2 ** QUANTILE_FRAC + 0.5) for v in range(1 << z_bits)],
+                 dtype=np.int64)
+    q.flags.writeable = False
+    return q
+
+
+def recip(beta_q: int) -> int:
+    """R(beta_q) = round(2^RECIP_BITS / beta_q) (half up); R(0) = 2^(RECIP_BITS + 1)."""
+    if beta_q == 0:
+        return 1 << (RECIP_BITS + 1)
+    return ((1 << (RECIP_BITS + 1)) + beta_q) // (2 * beta_q)
 
 
 # -- energies ---------------------------------------------------------------------------
@@ -392,7 +441,10 @@ class PBitMachine:
         """(energy-pass cycles, cycles per class) of the lane array for ``classes``; with
         incremental fields a class also costs the rows of its flips (``rows``)."""
         if self.lanes is None:
-            return PARALLEL_RUN_OVERHEAD, [1] * len(classes)
+            # the quantile rule makes a run's first thresholds one class per cycle,
+            # two of them during the energy cycles
+            prep = max(0, len(classes) - 2) if self.fmt.z_bits else 0
+            return PARALLEL_RUN_OVERHEAD + prep, [1] * len(classes)
         P = self.lanes
         if self.fields_mode == "incremental":
             lane = np.arange(self.n) % P
@@ -437,9 +489,12 @@ class PBitMachine:
         fmt = self.fmt
         self.rng[idx] = xorshift32(self.rng[idx])
         u = (self.rng[idx] >> np.uint32(32 - fmt.rand_bits)).astype(np.int64)
-        t = fmt.threshold(beta_q, F)
-        half = 1 << (fmt.rand_bits - 1)
-        up = np.where(F >= 0, u < half + t, u < half - t)
+        if fmt.z_bits:
+            up = F > fmt.field_threshold(beta_q, u >> (fmt.rand_bits - fmt.z_bits))
+        else:
+            t = fmt.threshold(beta_q, F)
+            half = 1 << (fmt.rand_bits - 1)
+            up = np.where(F >= 0, u < half + t, u < half - t)
         new = np.where(up, 1, -1)
         old = self.m[idx]
         flipped = new != old
@@ -464,7 +519,9 @@ class PBitMachine:
         E = self.energy()
         best_E, best_m = E, self.m.copy()
         since_sample = 0
+        swept = 0
         for beta_q, sweeps in schedule:
+            swept += sweeps
             for _ in range(sweeps):
                 for idx, J_rows, cost in zip(classes, rows, costs):
                     res.update_cycles += cost
@@ -484,6 +541,9 @@ class PBitMachine:
                     if since_sample == sample_every:
                         since_sample = 0
                         res.samples.append((self.m.copy(), E))
+        if self.fmt.z_bits and self.lanes is None and C == 1:
+            # one class: a cycle between updates, while the next thresholds are made
+            res.energy_cycles += max(0, swept - 1)
         res.state, res.energy = self.m.copy(), E
         res.best_state, res.best_energy = best_m, best_E
         res.flips = self.flips

@@ -57,7 +57,7 @@ class Result:
 def fmt_of(cfg: dict) -> PBitFormat:
     return PBitFormat(**{k: cfg[k] for k in (
         "w_bits", "w_frac", "h_bits", "beta_bits", "beta_frac", "lut_size",
-        "lut_step_frac", "rand_bits")})
+        "lut_step_frac", "rand_bits")}, z_bits=cfg.get("z_bits", 0))
 
 
 # -- encoding ---------------------------------------------------------------------------

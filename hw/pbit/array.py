@@ -52,6 +52,13 @@ Timing and guarantees
   * The energy change of an update cycle is summed in the next cycle and compared with
     the best energy in the one after (off the update path); a run costs two cycles of
     energy terms and sum before its first update and two of drain after its last.
+  * Decisions (``z_bits``): 0 reads the tanh table after the field (one product, a
+    table read and two comparisons in the update cycle); k > 0 is the quantile rule
+    (``golden.pbit``): a p-bit compares its field with a threshold made for it while its
+    previous update was made (block-RAM table and product per group, off the update
+    path), so the update cycle is the field tree and one comparison. A run of C > 2
+    classes then starts C - 2 cycles later, and a one-class run waits a cycle between
+    sweeps.
   * A p-bit's xorshift32 generator advances only when that p-bit updates.
   * Energy is exact: computed once per run from scratch, then updated by
     2 m_i F_i for every flip (requires J symmetric with a zero diagonal); the best
@@ -70,7 +77,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith import bits_for, ceil_div, tree_sum
 from ..params import check_int
-from ..prng import xorshift32
+from ..prng import xorshift32, xorshift32_int
 from .control import (Kind, Recorder, Schedule, colour_layout, ctrl_layout,  # noqa: F401
                       out_layout, sched_layout, value_layout)  # (Kind: the records' kinds)
 
@@ -91,11 +98,16 @@ class Op(enum.IntEnum):
 
 
 FORMATS = ("n_colours", "w_bits", "w_frac", "h_bits", "beta_bits", "beta_frac", "lut_size",
-           "lut_step_frac", "rand_bits", "sched_depth", "sweep_bits", "word_bits")
+           "lut_step_frac", "rand_bits", "z_bits", "sched_depth", "sweep_bits", "word_bits")
+Z_BITS_MAX = 12
+QUANTILE_FRAC = 10      # the quantile rule's table: fraction bits of Q
+RECIP_BITS = 16         # and of the reciprocal R(beta) = 2^RECIP_BITS / beta
+Z_BETA_BITS_MAX = 10    # R(beta) is a table over every beta code
 
 
 def check_formats(*, n_colours, w_bits, w_frac, h_bits, beta_bits, beta_frac, rand_bits,
-                  lut_size, lut_step_frac, sched_depth, sweep_bits, word_bits) -> dict:
+                  lut_size, lut_step_frac, sched_depth, sweep_bits, word_bits,
+                  z_bits=0) -> dict:
     """The number formats and sizes every p-bit array shares, checked one way (``FORMATS``)."""
     check_int("n_colours", n_colours, 1, 256)
     check_int("w_bits", w_bits, 2, 16)
@@ -109,9 +121,11 @@ def check_formats(*, n_colours, w_bits, w_frac, h_bits, beta_bits, beta_frac, ra
     check_int("sweep_bits", sweep_bits, 1, 32 - beta_bits if beta_bits < 32 else 1)
     check_int("word_bits", word_bits, 1, 64)
     check_int("lut_size", lut_size, 2, power_of_two=True)
+    check_int("z_bits", z_bits, 0, min(rand_bits, Z_BITS_MAX))
     return {"n_colours": n_colours, "w_bits": w_bits, "w_frac": w_frac, "h_bits": h_bits,
             "beta_bits": beta_bits, "beta_frac": beta_frac, "lut_size": lut_size,
-            "lut_step_frac": lut_step_frac, "rand_bits": rand_bits, "sched_depth": sched_depth,
+            "lut_step_frac": lut_step_frac, "rand_bits": rand_bits, "z_bits": z_bits,
+            "sched_depth": sched_depth,
             "sweep_bits": sweep_bits, "word_bits": word_bits}
 
 
@@ -146,22 +160,36 @@ class UpdateEngine(wiring.Component):
     ``ctrl``/``write``: a ctrl word accepted this cycle; J, H, COLOUR and STATE words are
     loaded here. ``step``: the p-bits of colour ``colour`` (not clamped) decide at
     ``beta`` and their spins (``spin``, bit i = +1) change at the end of the cycle; their
-    generators step. ``total``: the sum of the energy terms registered in the previous
+    generators step. A generator register holds the state whose top bits are the p-bit's
+    next draw (the seed's successor at first), so the draw is a register.
+
+    ``quantile`` (the quantile rule, ``golden.pbit``): every p-bit holds the threshold T
+    of its next update and an update is F > T, so a cycle is the field tree and one
+    comparison. T is made in two stages per group (p-bits of different colours share
+    them): A reads Q[v] from block RAM for the draw after the one being used by the
+    member updating now, at ``ahead_beta`` (the beta of the next sweep), or with
+    ``ahead`` for the next draw of the member of colour ``ahead_colour`` (a run's first
+    updates); B multiplies by R(beta) and writes that member's T. A member's T is ready
+    two cycles after its stage A, so a class may update again two cycles after it last
+    did.
+    ``total``: the sum of the energy terms registered in the previous
     cycle: 2 m_i F_i of every flip of a ``step`` cycle, or with ``init_mode`` m_i (F_i +
     h_i) of every p-bit (twice the energy, negated).
     """
 
     def __init__(self, *, neighbours, share, seeds, ctrl_layout, colour_bits: int,
                  w_bits: int, h_bits: int, beta_bits: int, field_bits: int,
-                 energy_bits: int, rand_bits: int, tanh: list, shift: int):
+                 energy_bits: int, rand_bits: int, tanh: list, shift: int,
+                 quantile: dict | None = None):
         self._nbrs, self._share, self._seeds = neighbours, share, seeds
         self._n = n = len(neighbours)
         self._colour_bits, self._w_bits, self._h_bits = colour_bits, w_bits, h_bits
         self._field_bits, self._rand_bits = field_bits, rand_bits
-        self._tanh, self._shift = tanh, shift
+        self._tanh, self._shift, self._quantile = tanh, shift, quantile
         super().__init__({
             "ctrl": In(ctrl_layout), "write": In(1),
             "colour": In(colour_bits), "beta": In(beta_bits),
+            "ahead": In(1), "ahead_colour": In(colour_bits), "ahead_beta": In(beta_bits),
             "step": In(1), "init_mode": In(1),
             "spin": Out(n, init=(1 << n) - 1),
             "total": Out(signed(energy_bits + 2)),
@@ -169,8 +197,7 @@ class UpdateEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, nbrs, rb, fb = self._n, self._nbrs, self._rand_bits, self._field_bits
-        half = 1 << (rb - 1)
+        n, nbrs, fb = self._n, self._nbrs, self._field_bits
         ctrl, spin = self.ctrl, self.spin
 
         def wr(op, i):
@@ -181,7 +208,8 @@ class UpdateEngine(wiring.Component):
         h = [Signal(signed(self._h_bits), name=f"h{i}") for i in range(n)]
         J = [[Signal(signed(self._w_bits), name=f"j{i}_{k}") for k in range(len(nbrs[i]))]
              for i in range(n)]
-        rng = [Signal(32, init=self._seeds[i], name=f"rng{i}") for i in range(n)]
+        rng = [Signal(32, init=xorshift32_int(self._seeds[i]), name=f"rng{i}")
+               for i in range(n)]
         def view(layout):
             return data.View(layout, ctrl.data[:layout.size])
         h_data = view(value_layout("h", signed(self._h_bits)))
@@ -203,50 +231,34 @@ class UpdateEngine(wiring.Component):
             m.d.comb += field.eq(tree_sum(terms + [h[i]]))
             fields.append(field)
 
-        # One beta multiplier and tanh read per group of p-bits that never update in
-        # the same cycle (different colours): the group's selected member drives it.
-        m.submodules.lut = lut = memory.Memory(shape=unsigned(rb), depth=len(self._tanh),
-                                               init=self._tanh)
-        thresholds = [None] * n
-        for g, grp in enumerate(self._share):
+        upd = [Signal(name=f"upd{i}") for i in range(n)]
+        for i in range(n):
+            m.d.comb += upd[i].eq(self.step & (colour[i] == self.colour) & ~clamp[i])
+
+        def group_field(g, grp):
             if len(grp) == 1:
-                gfield = fields[grp[0]]
-            else:
-                gfield = Signal(signed(fb), name=f"gfield{g}")
-                # same bits: the members' colours differ, so at most one is selected
-                m.d.comb += gfield.eq(_or_all([
-                    Mux((colour[i] == self.colour) & ~clamp[i], fields[i].as_unsigned(), 0)
-                    for i in grp]))
-            mag = Signal(fb, name=f"mag{g}")
-            m.d.comb += mag.eq(Mux(gfield < 0, -gfield, gfield))
-            prod = Signal(len(self.beta) + fb, name=f"prod{g}")
-            m.d.comb += prod.eq(self.beta * mag)
-            idx = tanh_index(m, prod, self._shift, f"lutidx{g}")
-            rp = lut.read_port(domain="comb")
-            m.d.comb += rp.addr.eq(idx)
-            t = Signal(rb, name=f"thr{g}")
-            m.d.comb += t.eq(Mux(idx >= len(self._tanh), half, rp.data))
-            lo = Signal(rb + 1, name=f"lo{g}")
-            hi = Signal(rb + 1, name=f"hi{g}")
-            m.d.comb += [lo.eq(half - t), hi.eq(half + t)]
-            for i in grp:
-                thresholds[i] = (lo, hi)
+                return fields[grp[0]]
+            gfield = Signal(signed(fb), name=f"gfield{g}")
+            # same bits: the members' colours differ, so at most one is selected
+            m.d.comb += gfield.eq(_or_all([
+                Mux((colour[i] == self.colour) & ~clamp[i], fields[i].as_unsigned(), 0)
+                for i in grp]))
+            return gfield
+
+        if self._quantile is not None:
+            ups = self._quantile_updates(m, rng, colour, fields)
+        else:
+            ups = self._table_updates(m, rng, group_field)
 
         spin_next = Signal(n)
         terms = []
         for i in range(n):
-            field, (lo, hi) = fields[i], thresholds[i]
-            drawn = Signal(32, name=f"xs{i}")
-            m.d.comb += drawn.eq(xorshift32(rng[i]))
-            u = drawn[32 - rb:]
-            up = Signal(name=f"up{i}")
-            m.d.comb += up.eq(Mux(field < 0, u < lo, u < hi))
-            upd = Signal(name=f"upd{i}")
-            m.d.comb += upd.eq(self.step & (colour[i] == self.colour) & ~clamp[i])
-            m.d.comb += spin_next[i].eq(Mux(upd, up, spin[i]))
-            with m.If(upd):
-                m.d.sync += rng[i].eq(drawn)
-            flip_term = Mux(upd & (up != spin[i]), Mux(spin[i], field << 1, -(field << 1)), 0)
+            field, up = fields[i], ups[i]
+            m.d.comb += spin_next[i].eq(Mux(upd[i], up, spin[i]))
+            with m.If(upd[i]):
+                m.d.sync += rng[i].eq(xorshift32(rng[i]))
+            flip_term = Mux(upd[i] & (up != spin[i]), Mux(spin[i], field << 1, -(field << 1)),
+                            0)
             init_term = Mux(spin[i], field + h[i], -(field + h[i]))
             # Registered, so the energy tree and best-state update run in the two
             # cycles after the update instead of lengthening it.
@@ -261,6 +273,81 @@ class UpdateEngine(wiring.Component):
             with m.If(wr(Op.STATE, i)):
                 m.d.sync += spin[i].eq(ctrl.data[0])
         return m
+
+    def _quantile_updates(self, m, rng, colour, fields):
+        """up_i = F_i > T_i; the two stages that write T (see the class docstring)."""
+        q = self._quantile
+        table, recips, sh, zb = q["table"], q["recips"], q["shift"], q["z_bits"]
+        qshape = signed(max(-min(table), max(table) + 1).bit_length() + 1)
+        rshape = unsigned(max(recips).bit_length())
+        tmax = max(abs(x) for x in table) * max(recips)
+        tmax = tmax >> sh if sh >= 0 else tmax << -sh
+        tshape = signed(tmax.bit_length() + 1)
+        n, cb = self._n, self._colour_bits
+        T = [Signal(tshape, name=f"thr{i}") for i in range(n)]
+
+        # stage A: the member and its bin, and R(beta) for the whole array
+        m.submodules.recip = rmem = memory.Memory(shape=rshape, depth=len(recips), init=recips)
+        rrp = rmem.read_port(domain="comb")
+        valid_b = Signal()
+        colour_b = Signal(cb)
+        recip_b = Signal(rshape)
+        m.d.comb += rrp.addr.eq(self.ahead_beta)
+        m.d.sync += [valid_b.eq(self.step | self.ahead),
+                     colour_b.eq(Mux(self.step, self.colour, self.ahead_colour)),
+                     recip_b.eq(rrp.data)]
+        mem = None
+        for g, grp in enumerate(self._share):
+            if g % 2 == 0:          # two groups read one table (a true dual-port RAM)
+                m.submodules[f"qtab{g}"] = mem = memory.Memory(shape=qshape, depth=len(table),
+                                                              init=table)
+            rp = mem.read_port()
+            bins = []
+            for i in grp:
+                after = xorshift32(rng[i])[32 - zb:]        # the draw after this update's
+                nxt = rng[i][32 - zb:]
+                bins.append(Mux(self.step, Mux(colour[i] == self.colour, after, 0),
+                                Mux(colour[i] == self.ahead_colour, nxt, 0)))
+            m.d.comb += rp.addr.eq(_or_all(bins))
+            # stage B: T = Q R >> sh for the member of colour colour_b
+            prod = Signal(signed(qshape.width + rshape.width + 1), name=f"qprod{g}")
+            m.d.comb += prod.eq(rp.data * recip_b)
+            t_new = Signal(tshape, name=f"tnew{g}")
+            m.d.comb += t_new.eq(prod >> sh if sh >= 0 else prod << -sh)
+            for i in grp:
+                with m.If(valid_b & (colour[i] == colour_b)):
+                    m.d.sync += T[i].eq(t_new)
+        return [fields[i] > T[i] for i in range(n)]
+
+    def _table_updates(self, m, rng, group_field):
+        """up_i from the tanh table: u < 1/2 -+ T[round(beta |F| / 2^s)], one product and
+        table read per group."""
+        n, rb, fb = self._n, self._rand_bits, self._field_bits
+        half = 1 << (rb - 1)
+        # One beta multiplier and tanh read per group of p-bits that never update in
+        # the same cycle (different colours): the group's selected member drives it.
+        m.submodules.lut = lut = memory.Memory(shape=unsigned(rb), depth=len(self._tanh),
+                                               init=self._tanh)
+        ups = [None] * n
+        for g, grp in enumerate(self._share):
+            gfield = group_field(g, grp)
+            mag = Signal(fb, name=f"mag{g}")
+            m.d.comb += mag.eq(Mux(gfield < 0, -gfield, gfield))
+            prod = Signal(len(self.beta) + fb, name=f"prod{g}")
+            m.d.comb += prod.eq(self.beta * mag)
+            idx = tanh_index(m, prod, self._shift, f"lutidx{g}")
+            rp = lut.read_port(domain="comb")
+            m.d.comb += rp.addr.eq(idx)
+            t = Signal(rb, name=f"thr{g}")
+            m.d.comb += t.eq(Mux(idx >= len(self._tanh), half, rp.data))
+            lo = Signal(rb + 1, name=f"lo{g}")
+            hi = Signal(rb + 1, name=f"hi{g}")
+            m.d.comb += [lo.eq(half - t), hi.eq(half + t)]
+            for i in grp:
+                u = rng[i][32 - rb:]
+                ups[i] = Signal(name=f"up{i}")
+                m.d.comb += ups[i].eq(Mux(gfield < 0, u < lo, u < hi))
+        return ups
 
 
 class PBitPorts(wiring.Component):
@@ -358,13 +445,16 @@ class PBitArray(PBitPorts):
                  beta_bits: int = 8, beta_frac: int = 4,
                  lut_size: int = 64, lut_step_frac: int = 3, rand_bits: int = 16,
                  sched_depth: int = 8, sweep_bits: int = 16, word_bits: int = 32,
-                 share=None):
+                 share=None, z_bits: int = 0):
         check_int("max_degree", max_degree, 1)
         formats = check_formats(
             n_colours=n_colours, w_bits=w_bits, w_frac=w_frac, h_bits=h_bits,
             beta_bits=beta_bits, beta_frac=beta_frac, rand_bits=rand_bits, lut_size=lut_size,
             lut_step_frac=lut_step_frac, sched_depth=sched_depth, sweep_bits=sweep_bits,
-            word_bits=word_bits)
+            word_bits=word_bits, z_bits=z_bits)
+        if z_bits and beta_bits > Z_BETA_BITS_MAX:
+            raise ValueError(f"beta_bits: {beta_bits} is not allowed with z_bits > 0, must be "
+                             f"1..{Z_BETA_BITS_MAX} (the reciprocal table covers every code)")
         try:
             nbrs = tuple(tuple(int(j) for j in row) for row in neighbours)
         except TypeError:
@@ -420,6 +510,17 @@ class PBitArray(PBitPorts):
     def neighbours(self):
         return self._nbrs
 
+    def quantile_params(self) -> dict:
+        """The quantile rule's tables: Q[v] = round(atanh((2v + 1) 2^-z - 1) 2^QUANTILE_FRAC),
+        R(b) = round(2^RECIP_BITS / b) (R(0) = 2^(RECIP_BITS + 1)), and the shift of Q R."""
+        z = self._z_bits
+        table = [math.floor(math.atanh((2 * v + 1) * 2.0 ** -z - 1) * 2 ** QUANTILE_FRAC + 0.5)
+                 for v in range(1 << z)]
+        recips = [1 << (RECIP_BITS + 1)] + [((1 << (RECIP_BITS + 1)) + b) // (2 * b)
+                                            for b in range(1, 1 << self._beta_bits)]
+        return {"z_bits": z, "table": table, "recips": recips,
+                "shift": RECIP_BITS + QUANTILE_FRAC - self._beta_frac - self._w_frac}
+
     def config(self) -> dict:
         """Generation parameters a host needs to drive and model this array."""
         return self._config({"n": self._n, "max_degree": self._max_degree},
@@ -435,12 +536,14 @@ class PBitArray(PBitPorts):
             energy_bits=eb, rand_bits=self._rand_bits,
             tanh=tanh_table(lut_size=self._lut_size, lut_step_frac=self._lut_step_frac,
                             rand_bits=self._rand_bits),
-            shift=self._beta_frac + self._w_frac - self._lut_step_frac)
+            shift=self._beta_frac + self._w_frac - self._lut_step_frac,
+            quantile=self.quantile_params() if self._z_bits else None)
         spin = engine.spin
         c = ControlState(m, self, spins=spin, delta=engine.total, terms=engine.total)
         sched, rec, wr = c.sched, c.rec, c.wr
         m.d.comb += [engine.ctrl.eq(c.ctrl), engine.write.eq(c.take),
-                     engine.colour.eq(sched.colour), engine.beta.eq(sched.beta)]
+                     engine.colour.eq(sched.colour), engine.beta.eq(sched.beta),
+                     engine.ahead_beta.eq(Mux(engine.step, sched.beta_next, sched.beta))]
         energy, best_energy, best_spin = c.energy, c.best_energy, c.best_spin
         cycles, update_cycles = c.cycles, c.update_cycles
         energy_next, energy_init = c.energy_next, c.energy_init
@@ -459,6 +562,8 @@ class PBitArray(PBitPorts):
             m.d.sync += [best_energy.eq(energy_d), best_spin.eq(spin_d)]
 
         in_flight = e1 | e2
+        bubble, stepped = Signal(), Signal()
+        m.d.sync += stepped.eq(engine.step)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.ctrl.ready.eq(~rec.busy & ~in_flight)
@@ -473,19 +578,42 @@ class PBitArray(PBitPorts):
                 m.d.sync += energy.eq(energy_init)
                 m.d.comb += [rec.take.eq(1), rec.energy.eq(energy_init), rec.final.eq(1)]
                 m.next = "IDLE"
+            # With the quantile rule the thresholds of the run's first updates are made
+            # here, one colour class per cycle from INIT on (``PREP`` for classes >= 2).
+            quantile = bool(self._z_bits)
+            prep_colour = Signal(self.colour_bits)
             with m.State("INIT"):
-                m.d.comb += [engine.init_mode.eq(1), self.running.eq(1)]
+                m.d.comb += [engine.init_mode.eq(1), self.running.eq(1),
+                             engine.ahead.eq(quantile), engine.ahead_colour.eq(0)]
+                m.d.sync += prep_colour.eq(2)
                 m.next = "INIT_SUM"
             with m.State("INIT_SUM"):
-                m.d.comb += self.running.eq(1)
+                m.d.comb += [self.running.eq(1),
+                             engine.ahead.eq(quantile & (sched.colours != 0)),
+                             engine.ahead_colour.eq(1)]
                 m.d.sync += [energy.eq(energy_init), best_energy.eq(energy_init),
                              best_spin.eq(spin), cycles.eq(ENERGY_CYCLES), update_cycles.eq(0)]
-                m.next = "RUN"
+                if quantile:
+                    with m.If(sched.colours > 1):
+                        m.next = "PREP"
+                    with m.Else():
+                        m.next = "RUN"
+                else:
+                    m.next = "RUN"
+            with m.State("PREP"):
+                m.d.comb += [self.running.eq(1), engine.ahead.eq(1),
+                             engine.ahead_colour.eq(prep_colour)]
+                m.d.sync += [cycles.eq(cycles + 1), prep_colour.eq(prep_colour + 1)]
+                with m.If(prep_colour == sched.colours):
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
-                # a due sample waits until the record unit will be free when it is taken
-                with m.If(~(sched.sample_due & (rec.busy | e1_sample))):
+                # a due sample waits until the record unit will be free when it is taken;
+                # a one-class run under the quantile rule waits a cycle between updates
+                # (its next thresholds are two cycles away)
+                m.d.comb += bubble.eq(quantile & (sched.colours == 0) & stepped)
+                with m.If(~(sched.sample_due & (rec.busy | e1_sample)) & ~bubble):
                     m.d.comb += [engine.step.eq(1), sched.advance.eq(1)]
                     m.d.sync += [update_cycles.eq(update_cycles + 1), e1.eq(1),
                                  e1_sample.eq(sched.sample_due)]

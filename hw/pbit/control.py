@@ -137,6 +137,8 @@ class Kind(enum.IntEnum):
 class Schedule(wiring.Component):
     """The beta schedule of ``depth`` entries ``layout`` {beta, sweeps} and its walk.
 
+    ``beta_next`` is the beta of the sweep after the current one and ``colours`` the
+    run's classes - 1.
     ``ctrl`` is the array's ctrl word (fields ``index`` and ``data``): with ``write``
     (a SCHED word accepted), entry ``index`` = ``data`` (0 sweeps means
     ``2**sweep_bits``); with ``start`` (a RUN word accepted), the run covers entries
@@ -149,6 +151,7 @@ class Schedule(wiring.Component):
         super().__init__({
             "ctrl": In(ctrl_layout), "write": In(1), "start": In(1), "advance": In(1),
             "colour": Out(colour_bits), "beta": Out(Shape.cast(layout["beta"].shape)),
+            "beta_next": Out(Shape.cast(layout["beta"].shape)), "colours": Out(colour_bits),
             "last_colour": Out(1), "sample_due": Out(1), "finished": Out(1),
         })
 
@@ -158,6 +161,7 @@ class Schedule(wiring.Component):
                                                init=[])  # 2: no 0-bit address at depth 1
         wp = mem.write_port()
         rp = mem.read_port(domain="comb")
+        rp_next = mem.read_port(domain="comb")
         entry = Signal(bits_for(self._depth))
         sweep = Signal(self._sweep_bits)
         since_sample = Signal(SAMPLE_EVERY_BITS)
@@ -170,6 +174,9 @@ class Schedule(wiring.Component):
 
         colour = self.colour
         last_sweep = (sweep + 1)[:self._sweep_bits] == rp.data.sweeps
+        # the beta of the next sweep (the next entry's after the last sweep of one)
+        m.d.comb += [rp_next.addr.eq(Mux(last_sweep & (entry != last_entry), entry + 1, entry)),
+                     self.beta_next.eq(rp_next.data.beta), self.colours.eq(colours_used)]
         m.d.comb += [
             self.last_colour.eq(colour == colours_used),
             self.sample_due.eq(self.last_colour & (sample_every != 0) &

@@ -273,7 +273,12 @@ class PBitLanes(PBitPorts):
                  n_colours: int, seeds, w_bits: int = 8, w_frac: int = 0, h_bits: int = 10,
                  beta_bits: int = 8, beta_frac: int = 4, lut_size: int = 64,
                  lut_step_frac: int = 3, rand_bits: int = 16, sched_depth: int = 8,
-                 sweep_bits: int = 16, word_bits: int = 32, fields: str = "recompute"):
+                 sweep_bits: int = 16, word_bits: int = 32, fields: str = "recompute",
+                 z_bits: int = 0):
+        if z_bits:
+            raise ValueError(f"z_bits: {z_bits} is not allowed for the lane array, must be 0 "
+                             f"(the lanes use the tanh table; the quantile rule is the "
+                             f"parallel array's)")
         if fields not in FIELDS:
             raise ValueError(f"fields: {fields!r} is not allowed, must be one of "
                              f"{', '.join(FIELDS)}")

@@ -141,6 +141,10 @@ class PBitTileParams:
         Param("lut_size", 64, lo=2, hi=65536, doc="tanh table entries, a power of two"),
         Param("lut_step_frac", 3, lo=0, hi=16, doc="tanh table step 2^-lut_step_frac"),
         Param("rand_bits", 16, lo=2, hi=32, doc="bits of each uniform draw"),
+        Param("z_bits", 0, lo=0, hi=12,
+              doc="parallel arch: 0 = tanh-table decisions; k = the quantile rule "
+                  "(beta F >= Z[top k bits of the draw], a block-RAM table read a cycle "
+                  "ahead), at most rand_bits"),
         Param("sched_depth", 8, lo=1, hi=1024, doc="beta schedule entries"),
         Param("sweep_bits", 16, lo=1, hi=31,
               doc="sweeps-per-entry width; at most 32 - beta_bits"),
@@ -226,6 +230,10 @@ class PBitTileParams:
             refuse("lut_size", "a power of two 2..65536")
         if v["lanes"] & (v["lanes"] - 1):
             refuse("lanes", "a power of two 1..64")
+        if v["z_bits"] > v["rand_bits"]:
+            refuse("z_bits", f"0..{v['rand_bits']} (at most rand_bits)")
+        if v["arch"] == "lanes" and v["z_bits"]:
+            refuse("z_bits", "0 with arch lanes (the quantile rule is the parallel array's)")
         if v["arch"] == "lanes":
             if v["max_degree"] > v["n"]:
                 refuse("max_degree", f"1..{v['n']} (at most n)")
@@ -243,7 +251,7 @@ class PBitTileParams:
         """The number formats and sizes both arrays take."""
         return {k: self.values[k] for k in (
             "n_colours", "w_bits", "w_frac", "h_bits", "beta_bits", "beta_frac", "lut_size",
-            "lut_step_frac", "rand_bits", "sched_depth", "sweep_bits", "word_bits")}
+            "lut_step_frac", "rand_bits", "z_bits", "sched_depth", "sweep_bits", "word_bits")}
 
     def array(self):
         """A new array component of this tile (one per elaboration)."""
