@@ -41,9 +41,12 @@ first state that reaches a new strict minimum.
 
 Timing. The fully parallel array (``PBitArray``) spends one cycle per colour class,
 two cycles on the energy at the start of a run and two at its end, while the last
-update's energy and best state settle (``PARALLEL_RUN_OVERHEAD``). Under the quantile
-rule a run of C > 2 classes starts C - 2 cycles later (the first thresholds are made one
-class per cycle), and a one-class run waits one cycle between sweeps. The lane array (``PBitLanes``, model:
+update's energy and best state settle (``PARALLEL_RUN_OVERHEAD``), plus 2L, L =
+``energy_stages(n)``: the energy tree is registered every two adder levels, so its sum
+arrives L cycles later at the start and at the end. Under the quantile rule a run of C
+classes starts max(0, C - 2 - L) cycles later (the first thresholds are made one class
+per cycle from the run's first cycle), and a one-class run waits one cycle between
+sweeps. The lane array (``PBitLanes``, model:
 ``PBitMachine(..., lanes=P)``) makes the same decisions in the same order (p-bits of one
 colour share no edge, so the order within a class is immaterial) but reads one edge
 per lane per cycle: p-bit i sits in lane i mod P and costs e_i = max(1, nonzero J_ij)
@@ -79,6 +82,16 @@ PARALLEL_RUN_OVERHEAD = 4
 FIELD_PASS_OVERHEAD = 5      # decide: end + 2 drain; updates: end; boundary
 FIELD_INIT_OVERHEAD = 6      # h pass end, row walk end, energy pass end + 2 drain, done
 FIELD_MODES = ("recompute", "incremental")
+
+
+def energy_stages(n: int) -> int:
+    """L of an n-p-bit parallel array: its n energy terms are summed in groups of 4 into
+    registers until at most 4 values are left."""
+    stages = 0
+    while n > 4:
+        n = -(-n // 4)
+        stages += 1
+    return stages
 
 
 def lane_rows(J, lanes: int) -> np.ndarray:
@@ -441,10 +454,11 @@ class PBitMachine:
         """(energy-pass cycles, cycles per class) of the lane array for ``classes``; with
         incremental fields a class also costs the rows of its flips (``rows``)."""
         if self.lanes is None:
+            L = energy_stages(self.n)
             # the quantile rule makes a run's first thresholds one class per cycle,
-            # two of them during the energy cycles
-            prep = max(0, len(classes) - 2) if self.fmt.z_bits else 0
-            return PARALLEL_RUN_OVERHEAD + prep, [1] * len(classes)
+            # 2 + L of them during the energy cycles
+            prep = max(0, len(classes) - 2 - L) if self.fmt.z_bits else 0
+            return PARALLEL_RUN_OVERHEAD + 2 * L + prep, [1] * len(classes)
         P = self.lanes
         if self.fields_mode == "incremental":
             lane = np.arange(self.n) % P

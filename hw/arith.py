@@ -54,3 +54,33 @@ def tree_sum(terms, m=None):
             nxt.append(terms[-1])
         terms = nxt
     return terms[0]
+
+
+def pipelined_sum(m, terms, *, fan_in: int = 4, name: str = "psum"):
+    """The sum of ``terms`` through registered stages: while more than ``fan_in`` values
+    remain, each group of ``fan_in`` is summed (a balanced tree) into a register. Returns
+    the combinational sum of the last at most ``fan_in`` values and the number of
+    register stages, ``pipeline_stages(len(terms), fan_in)``; the sum is that many
+    cycles behind the terms."""
+    terms = list(terms)
+    stage = 0
+    while len(terms) > fan_in:
+        nxt = []
+        for k in range(0, len(terms), fan_in):
+            part = tree_sum(terms[k:k + fan_in])
+            reg = Signal(part.shape(), name=f"{name}{stage}_{k // fan_in}")
+            m.d.sync += reg.eq(part)
+            nxt.append(reg)
+        terms = nxt
+        stage += 1
+    return tree_sum(terms), stage
+
+
+def pipeline_stages(count: int, fan_in: int = 4) -> int:
+    """Register stages ``pipelined_sum`` puts between ``count`` terms and their sum."""
+    stages = 0
+    while count > fan_in:
+        count = -(-count // fan_in)
+        stages += 1
+    return stages
+

@@ -101,7 +101,7 @@ def test_cycle_model_and_spins_independent_of_lanes():
     # colour 0 = {0,2,4}: lane0 4, lane1 0 -> 4 + 6; colour 1 = {1,3,5}: lane1 5 -> 5 + 6
     assert rl.energy_cycles == max(4, 5) + g.LANE_PASS_OVERHEAD
     assert rl.update_cycles == 12 * (10 + 11)
-    assert rp.cycles == g.PARALLEL_RUN_OVERHEAD + 12 * 2
+    assert rp.cycles == g.PARALLEL_RUN_OVERHEAD + 2 * g.energy_stages(6) + 12 * 2
 
 
 def test_balance_lanes_is_a_relabelling_that_helps():

@@ -102,8 +102,9 @@ def test_quantile_array_bit_exact_with_backpressure():
            driver.Run([(30, 7), (60, 5)], 1)]
     results = _check(array, ops, "pbit_quantile_a", in_stall=0.3, out_stall=0.4, seed=3)
     assert results[3].update_cycles == k
-    assert results[3].cycles == g.PARALLEL_RUN_OVERHEAD + max(0, k - 2) + k
-    assert results[4].cycles == g.PARALLEL_RUN_OVERHEAD + 12 + 11
+    L = g.energy_stages(20)
+    assert results[3].cycles == g.PARALLEL_RUN_OVERHEAD + 2 * L + max(0, k - 2 - L) + k
+    assert results[4].cycles == g.PARALLEL_RUN_OVERHEAD + 2 * L + 12 + 11
     assert np.all(results[2].state[[3, 17]] == -state[[3, 17]])
     assert len(results[2].samples) == 100
 
@@ -130,7 +131,8 @@ def test_quantile_shared_groups_bit_exact_and_boltzmann():
            driver.Run([(bq, burn), (bq, every * n_samples)], k, sample_every=every),
            driver.Run([(3, 30), (40, 40)], k)]
     results = _check(array, ops, "pbit_quantile_b", in_stall=0.2, out_stall=0.3, seed=4)
-    assert results[1].cycles == g.PARALLEL_RUN_OVERHEAD + max(0, k - 2) + 70 * k
+    L = g.energy_stages(n)
+    assert results[1].cycles == g.PARALLEL_RUN_OVERHEAD + 2 * L + max(0, k - 2 - L) + 70 * k
     samples = results[0].samples[burn // every:]
     assert len(samples) == n_samples
     _, lam = g.stationary(np.linalg.matrix_power(g.sweep_matrix(fmt, J, h, bq, col), every))

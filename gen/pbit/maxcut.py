@@ -13,7 +13,7 @@ With E = -(1/2 m^T J m) and J = -W, cut = (sum of edge weights - E) / 2.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +42,7 @@ def beta_range(gr: graph.Graph, fixed: bool = False) -> tuple[float, float]:
     rms = float(np.sqrt(np.mean((W ** 2).sum(axis=1)))) if gr.n else 1.0
     return min(HOT_SPREAD / max(rms, 1e-9), BETA_COLD / 2), BETA_COLD
 PARALLEL_MAX_DEGREE = 16
+PARALLEL_Z_BITS = 10      # the parallel array decides by the quantile rule (2^10 bins)
 LANES = 16
 ARCHS = ("auto", "parallel", "lanes")
 
@@ -227,10 +228,16 @@ class Prepared:
 
 def prepare(gr: graph.Graph, fmt: PBitFormat, *, arch: str = "auto", lanes: int = LANES,
             fields: str = "recompute", entries: int = SCHED_ENTRIES,
-            betas: tuple | None = None) -> Prepared:
+            betas: tuple | None = None, z_bits: int | None = None) -> Prepared:
     """Quantize, colour and (lanes) relabel ``gr`` once; see ``Prepared``. ``betas``:
-    the ramp's ends (default ``beta_range(gr)``)."""
+    the ramp's ends (default ``beta_range(gr)``). ``z_bits``: the decision rule (0 the
+    tanh table); by default the parallel array takes the quantile rule with
+    ``PARALLEL_Z_BITS`` unless ``fmt`` names one, and the lane array the table."""
     arch = choose_arch(gr, arch)
+    if z_bits is not None:
+        fmt = replace(fmt, z_bits=z_bits)
+    elif arch == "parallel" and not fmt.z_bits:
+        fmt = replace(fmt, z_bits=PARALLEL_Z_BITS)
     betas = tuple(betas) if betas is not None else beta_range(gr)
     q, colours = setup(gr, fmt)
     if arch == "lanes":

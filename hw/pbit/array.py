@@ -49,9 +49,11 @@ Timing and guarantees
     that cycle, so the next class sees them: exactly n/colours update decisions per
     cycle, a sweep every ``colours`` cycles, unless a sample is due while the previous
     one is still being sent (then the array stalls one cycle at a time).
-  * The energy change of an update cycle is summed in the next cycle and compared with
-    the best energy in the one after (off the update path); a run costs two cycles of
-    energy terms and sum before its first update and two of drain after its last.
+  * The energy terms of an update cycle are registered, summed by a tree registered
+    every two adder levels (L = ``golden.pbit.energy_stages(n)`` stages) and compared
+    with the best energy in the cycle after their sum (off the update path, so a large
+    array's energy costs latency, not clock); a run costs 2 + L cycles of energy terms
+    and sum before its first update and 2 + L of drain after its last.
   * Decisions (``z_bits``): 0 reads the tanh table after the field (one product, a
     table read and two comparisons in the update cycle); k > 0 is the quantile rule
     (``golden.pbit``): a p-bit compares its field with a threshold made for it while its
@@ -75,7 +77,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arith import bits_for, ceil_div, tree_sum
+from ..arith import bits_for, ceil_div, pipeline_stages, pipelined_sum, tree_sum
 from ..params import check_int
 from ..prng import xorshift32, xorshift32_int
 from .control import (Kind, Recorder, Schedule, colour_layout, ctrl_layout,  # noqa: F401
@@ -172,8 +174,8 @@ class UpdateEngine(wiring.Component):
     updates); B multiplies by R(beta) and writes that member's T. A member's T is ready
     two cycles after its stage A, so a class may update again two cycles after it last
     did.
-    ``total``: the sum of the energy terms registered in the previous
-    cycle: 2 m_i F_i of every flip of a ``step`` cycle, or with ``init_mode`` m_i (F_i +
+    ``total``: the sum of the energy terms registered ``energy_stages`` + 1 cycles
+    before (their tree is registered every two levels, ``pipelined_sum``): 2 m_i F_i of every flip of a ``step`` cycle, or with ``init_mode`` m_i (F_i +
     h_i) of every p-bit (twice the energy, negated).
     """
 
@@ -186,6 +188,7 @@ class UpdateEngine(wiring.Component):
         self._colour_bits, self._w_bits, self._h_bits = colour_bits, w_bits, h_bits
         self._field_bits, self._rand_bits = field_bits, rand_bits
         self._tanh, self._shift, self._quantile = tanh, shift, quantile
+        self.energy_stages = pipeline_stages(n)     # ``total`` lags its terms this much
         super().__init__({
             "ctrl": In(ctrl_layout), "write": In(1),
             "colour": In(colour_bits), "beta": In(beta_bits),
@@ -265,7 +268,9 @@ class UpdateEngine(wiring.Component):
             term = Signal(signed(fb + 2), name=f"eterm{i}")
             m.d.sync += term.eq(Mux(self.init_mode, init_term, flip_term))
             terms.append(term)
-        m.d.comb += self.total.eq(tree_sum(terms))
+        total, stages = pipelined_sum(m, terms, name="esum")
+        assert stages == self.energy_stages
+        m.d.comb += self.total.eq(total)
 
         with m.If(self.step):
             m.d.sync += spin.eq(spin_next)
@@ -539,7 +544,14 @@ class PBitArray(PBitPorts):
             shift=self._beta_frac + self._w_frac - self._lut_step_frac,
             quantile=self.quantile_params() if self._z_bits else None)
         spin = engine.spin
-        c = ControlState(m, self, spins=spin, delta=engine.total, terms=engine.total)
+        L = engine.energy_stages
+        # the spins of an update cycle, L cycles later, when that cycle's energy arrives
+        spin_at = spin
+        for k in range(L):
+            nxt = Signal(n, name=f"spin_pipe{k}")
+            m.d.sync += nxt.eq(spin_at)
+            spin_at = nxt
+        c = ControlState(m, self, spins=spin_at, delta=engine.total, terms=engine.total)
         sched, rec, wr = c.sched, c.rec, c.wr
         m.d.comb += [engine.ctrl.eq(c.ctrl), engine.write.eq(c.take),
                      engine.colour.eq(sched.colour), engine.beta.eq(sched.beta),
@@ -548,57 +560,78 @@ class PBitArray(PBitPorts):
         cycles, update_cycles = c.cycles, c.update_cycles
         energy_next, energy_init = c.energy_next, c.energy_init
 
-        # e1: the update (or energy-term) cycle has registered its terms this cycle
-        # e2: energy_d/spin_d hold the energy and spins after that update
+        # e1: an update cycle has registered its terms this cycle (e1_sample: a sample is
+        # due after it); e_at, L cycles later: their sum is ``total``; e2: energy_d and
+        # spin_d hold the energy and spins after that update
         e1, e2, e1_sample = Signal(), Signal(), Signal()
+        m.d.sync += [e1.eq(0), e1_sample.eq(0)]
+        flags, samples = [e1], [e1_sample]
+        for k in range(L):
+            f, smp = Signal(name=f"epipe{k}"), Signal(name=f"spipe{k}")
+            m.d.sync += [f.eq(flags[-1]), smp.eq(samples[-1])]
+            flags.append(f)
+            samples.append(smp)
+        e_at, sample_at = flags[-1], samples[-1]
+        m.d.sync += e2.eq(e_at)
         energy_d = Signal(signed(eb))
         spin_d = Signal(n)
-        m.d.sync += [e1.eq(0), e2.eq(e1), e1_sample.eq(0)]
-        with m.If(e1):
-            m.d.sync += [energy.eq(energy_next), energy_d.eq(energy_next), spin_d.eq(spin)]
-            with m.If(e1_sample):
+        with m.If(e_at):
+            m.d.sync += [energy.eq(energy_next), energy_d.eq(energy_next), spin_d.eq(spin_at)]
+            with m.If(sample_at):
                 m.d.comb += [rec.take.eq(1), rec.energy.eq(energy_next)]
         with m.If(e2 & (energy_d < best_energy)):
             m.d.sync += [best_energy.eq(energy_d), best_spin.eq(spin_d)]
 
-        in_flight = e1 | e2
+        in_flight = _or_all(flags + [e2])
+        sample_in_flight = _or_all(samples)
         bubble, stepped = Signal(), Signal()
         m.d.sync += stepped.eq(engine.step)
+        wait = Signal(range(L + 1))
+        # With the quantile rule the thresholds of the run's first updates are made one
+        # colour class per cycle from INIT on, in PREP for the classes left after INIT_SUM.
+        quantile = bool(self._z_bits)
+        prep_colour = Signal(self.colour_bits + 1)
+        prep_more = Signal()
+        m.d.comb += prep_more.eq(quantile & (prep_colour <= sched.colours))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.ctrl.ready.eq(~rec.busy & ~in_flight)
+                m.d.sync += wait.eq(0)
                 with m.If(wr(Op.RUN)):
                     m.next = "INIT"
                 with m.If(wr(Op.READ)):
                     m.next = "READ"
             with m.State("READ"):
                 m.d.comb += engine.init_mode.eq(1)
-                m.next = "READ_SUM"
+                m.next = "READ_SUM" if L == 0 else "READ_WAIT"
+            with m.State("READ_WAIT"):                      # the energy tree's stages
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == L - 1):
+                    m.next = "READ_SUM"
             with m.State("READ_SUM"):
                 m.d.sync += energy.eq(energy_init)
                 m.d.comb += [rec.take.eq(1), rec.energy.eq(energy_init), rec.final.eq(1)]
                 m.next = "IDLE"
-            # With the quantile rule the thresholds of the run's first updates are made
-            # here, one colour class per cycle from INIT on (``PREP`` for classes >= 2).
-            quantile = bool(self._z_bits)
-            prep_colour = Signal(self.colour_bits)
             with m.State("INIT"):
                 m.d.comb += [engine.init_mode.eq(1), self.running.eq(1),
                              engine.ahead.eq(quantile), engine.ahead_colour.eq(0)]
-                m.d.sync += prep_colour.eq(2)
-                m.next = "INIT_SUM"
+                m.d.sync += prep_colour.eq(1)
+                m.next = "INIT_SUM" if L == 0 else "INIT_WAIT"
+            with m.State("INIT_WAIT"):
+                m.d.comb += [self.running.eq(1), engine.ahead.eq(prep_more),
+                             engine.ahead_colour.eq(prep_colour)]
+                m.d.sync += [wait.eq(wait + 1), prep_colour.eq(prep_colour + 1)]
+                with m.If(wait == L - 1):
+                    m.next = "INIT_SUM"
             with m.State("INIT_SUM"):
-                m.d.comb += [self.running.eq(1),
-                             engine.ahead.eq(quantile & (sched.colours != 0)),
-                             engine.ahead_colour.eq(1)]
+                m.d.comb += [self.running.eq(1), engine.ahead.eq(prep_more),
+                             engine.ahead_colour.eq(prep_colour)]
                 m.d.sync += [energy.eq(energy_init), best_energy.eq(energy_init),
-                             best_spin.eq(spin), cycles.eq(ENERGY_CYCLES), update_cycles.eq(0)]
-                if quantile:
-                    with m.If(sched.colours > 1):
-                        m.next = "PREP"
-                    with m.Else():
-                        m.next = "RUN"
-                else:
+                             best_spin.eq(spin), cycles.eq(ENERGY_CYCLES + L),
+                             update_cycles.eq(0), prep_colour.eq(prep_colour + 1)]
+                with m.If(prep_more & (prep_colour != sched.colours)):
+                    m.next = "PREP"
+                with m.Else():
                     m.next = "RUN"
             with m.State("PREP"):
                 m.d.comb += [self.running.eq(1), engine.ahead.eq(1),
@@ -613,7 +646,7 @@ class PBitArray(PBitPorts):
                 # a one-class run under the quantile rule waits a cycle between updates
                 # (its next thresholds are two cycles away)
                 m.d.comb += bubble.eq(quantile & (sched.colours == 0) & stepped)
-                with m.If(~(sched.sample_due & (rec.busy | e1_sample)) & ~bubble):
+                with m.If(~(sched.sample_due & (rec.busy | sample_in_flight)) & ~bubble):
                     m.d.comb += [engine.step.eq(1), sched.advance.eq(1)]
                     m.d.sync += [update_cycles.eq(update_cycles + 1), e1.eq(1),
                                  e1_sample.eq(sched.sample_due)]
