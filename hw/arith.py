@@ -67,13 +67,13 @@ def pipelined_sum(m, terms, *, fan_in: int = 4, name: str = "psum"):
     while len(terms) > fan_in:
         nxt = []
         for k in range(0, len(terms), fan_in):
-            part = tree_sum(terms[k:k + fan_in])
+            part = tree_sum(terms[k:k + fan_in], m)
             reg = Signal(part.shape(), name=f"{name}{stage}_{k // fan_in}")
             m.d.sync += reg.eq(part)
             nxt.append(reg)
         terms = nxt
         stage += 1
-    return tree_sum(terms), stage
+    return tree_sum(terms, m), stage
 
 
 def pipeline_stages(count: int, fan_in: int = 4) -> int:

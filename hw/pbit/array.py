@@ -227,12 +227,13 @@ class UpdateEngine(wiring.Component):
                 with m.If(wr(Op.J, i) & (ctrl.slot == k)):
                     m.d.sync += J[i][k].eq(j_data.j)
 
-        fields = []
+        fields, field_terms = [], []
         for i in range(n):
             terms = [Mux(spin[j], J[i][k], -J[i][k]) for k, j in enumerate(nbrs[i])]
             field = Signal(signed(fb), name=f"field{i}")
-            m.d.comb += field.eq(tree_sum(terms + [h[i]]))
+            m.d.comb += field.eq(tree_sum(terms + [h[i]], m))   # one carry chain per add
             fields.append(field)
+            field_terms.append(terms)
 
         upd = [Signal(name=f"upd{i}") for i in range(n)]
         for i in range(n):
@@ -249,7 +250,7 @@ class UpdateEngine(wiring.Component):
             return gfield
 
         if self._quantile is not None:
-            ups = self._quantile_updates(m, rng, colour, fields)
+            ups = self._quantile_updates(m, rng, colour, field_terms, h)
         else:
             ups = self._table_updates(m, rng, group_field)
 
@@ -279,8 +280,10 @@ class UpdateEngine(wiring.Component):
                 m.d.sync += spin[i].eq(ctrl.data[0])
         return m
 
-    def _quantile_updates(self, m, rng, colour, fields):
-        """up_i = F_i > T_i; the two stages that write T (see the class docstring)."""
+    def _quantile_updates(self, m, rng, colour, field_terms, h):
+        """up_i = F_i > T_i, the sign of a tree of the field's terms and the register
+        h_i - T_i - 1 (no comparison after the tree); the two stages that write it (see
+        the class docstring)."""
         q = self._quantile
         table, recips, sh, zb = q["table"], q["recips"], q["shift"], q["z_bits"]
         qshape = signed(max(-min(table), max(table) + 1).bit_length() + 1)
@@ -289,7 +292,8 @@ class UpdateEngine(wiring.Component):
         tmax = tmax >> sh if sh >= 0 else tmax << -sh
         tshape = signed(tmax.bit_length() + 1)
         n, cb = self._n, self._colour_bits
-        T = [Signal(tshape, name=f"thr{i}") for i in range(n)]
+        hshape = signed(max(tshape.width, self._h_bits) + 2)
+        ht = [Signal(hshape, name=f"hthr{i}") for i in range(n)]      # h_i - T_i - 1
 
         # stage A: the member and its bin, and R(beta) for the whole array
         m.submodules.recip = rmem = memory.Memory(shape=rshape, depth=len(recips), init=recips)
@@ -321,8 +325,13 @@ class UpdateEngine(wiring.Component):
             m.d.comb += t_new.eq(prod >> sh if sh >= 0 else prod << -sh)
             for i in grp:
                 with m.If(valid_b & (colour[i] == colour_b)):
-                    m.d.sync += T[i].eq(t_new)
-        return [fields[i] > T[i] for i in range(n)]
+                    m.d.sync += ht[i].eq(h[i] - t_new - 1)
+        ups = []
+        for i in range(n):
+            d = Signal(signed(self._field_bits + hshape.width), name=f"fdec{i}")
+            m.d.comb += d.eq(tree_sum(field_terms[i] + [ht[i]], m))
+            ups.append(~d[-1])                                # F - T - 1 >= 0
+        return ups
 
     def _table_updates(self, m, rng, group_field):
         """up_i from the tanh table: u < 1/2 -+ T[round(beta |F| / 2^s)], one product and
