@@ -154,3 +154,14 @@ def test_quantile_rule_parameter_errors():
     with pytest.raises(ValueError, match="z_bits.*lane array"):
         PBitLanes(n=4, lanes=2, edge_depth=4, max_degree=2, n_colours=2,
                   seeds=[1, 2, 3, 4], z_bits=6)
+
+
+def test_tile_z_bits_rules_name_the_field():
+    from tilefab.hw.tiles.pbit import PBitTileParams
+    with pytest.raises(ValueError, match="z_bits: 6 is not allowed, must be 0 with arch lanes"):
+        PBitTileParams(data_bits=32, addr_bits=12, arch="lanes", n=8, z_bits=6)
+    with pytest.raises(ValueError, match="z_bits: 12 is not allowed, must be 0..10"):
+        PBitTileParams(data_bits=32, addr_bits=12, arch="parallel", n=8, rand_bits=10,
+                       z_bits=12)
+    p = PBitTileParams(data_bits=32, addr_bits=12, arch="parallel", n=8, z_bits=8)
+    assert p.array().config()["z_bits"] == 8
