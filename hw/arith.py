@@ -59,9 +59,8 @@ def tree_sum(terms, m=None):
 def pipelined_sum(m, terms, *, fan_in: int = 4, name: str = "psum"):
     """The sum of ``terms`` through registered stages: while more than ``fan_in`` values
     remain, each group of ``fan_in`` is summed (a balanced tree) into a register. Returns
-    the combinational sum of the last at most ``fan_in`` values and the number of
-    register stages, ``pipeline_stages(len(terms), fan_in)``; the sum is that many
-    cycles behind the terms."""
+    the combinational sum of the last at most ``fan_in`` values, which is
+    ``pipeline_stages(len(terms), fan_in)`` cycles behind the terms."""
     terms = list(terms)
     stage = 0
     while len(terms) > fan_in:
@@ -73,7 +72,7 @@ def pipelined_sum(m, terms, *, fan_in: int = 4, name: str = "psum"):
             nxt.append(reg)
         terms = nxt
         stage += 1
-    return tree_sum(terms, m), stage
+    return tree_sum(terms, m)
 
 
 def pipeline_stages(count: int, fan_in: int = 4) -> int:
@@ -83,4 +82,3 @@ def pipeline_stages(count: int, fan_in: int = 4) -> int:
         count = -(-count // fan_in)
         stages += 1
     return stages
-

@@ -58,9 +58,9 @@ Timing and guarantees
     table read and two comparisons in the update cycle); k > 0 is the quantile rule
     (``golden.pbit``): a p-bit compares its field with a threshold made for it while its
     previous update was made (block-RAM table and product per group, off the update
-    path), so the update cycle is the field tree and one comparison. A run of C > 2
-    classes then starts C - 2 cycles later, and a one-class run waits a cycle between
-    sweeps.
+    path), so the update cycle is one adder tree of the field's terms and -T - 1, and
+    its sign. A run of C classes then starts max(0, C - 2 - L) cycles later, and a
+    one-class run waits a cycle between sweeps.
   * A p-bit's xorshift32 generator advances only when that p-bit updates.
   * Energy is exact: computed once per run from scratch, then updated by
     2 m_i F_i for every flip (requires J symmetric with a zero diagonal); the best
@@ -166,8 +166,8 @@ class UpdateEngine(wiring.Component):
     next draw (the seed's successor at first), so the draw is a register.
 
     ``quantile`` (the quantile rule, ``golden.pbit``): every p-bit holds the threshold T
-    of its next update and an update is F > T, so a cycle is the field tree and one
-    comparison. T is made in two stages per group (p-bits of different colours share
+    of its next update and an update is F > T, the sign of one adder tree (no comparison
+    after it). T is made in two stages per group (p-bits of different colours share
     them): A reads Q[v] from block RAM for the draw after the one being used by the
     member updating now, at ``ahead_beta`` (the beta of the next sweep), or with
     ``ahead`` for the next draw of the member of colour ``ahead_colour`` (a run's first
@@ -175,8 +175,9 @@ class UpdateEngine(wiring.Component):
     two cycles after its stage A, so a class may update again two cycles after it last
     did.
     ``total``: the sum of the energy terms registered ``energy_stages`` + 1 cycles
-    before (their tree is registered every two levels, ``pipelined_sum``): 2 m_i F_i of every flip of a ``step`` cycle, or with ``init_mode`` m_i (F_i +
-    h_i) of every p-bit (twice the energy, negated).
+    before (their tree is registered every two levels, ``pipelined_sum``): 2 m_i F_i of
+    every flip of a ``step`` cycle, or with ``init_mode`` m_i (F_i + h_i) of every
+    p-bit (twice the energy, negated).
     """
 
     def __init__(self, *, neighbours, share, seeds, ctrl_layout, colour_bits: int,
@@ -269,9 +270,7 @@ class UpdateEngine(wiring.Component):
             term = Signal(signed(fb + 2), name=f"eterm{i}")
             m.d.sync += term.eq(Mux(self.init_mode, init_term, flip_term))
             terms.append(term)
-        total, stages = pipelined_sum(m, terms, name="esum")
-        assert stages == self.energy_stages
-        m.d.comb += self.total.eq(total)
+        m.d.comb += self.total.eq(pipelined_sum(m, terms, name="esum"))
 
         with m.If(self.step):
             m.d.sync += spin.eq(spin_next)
@@ -282,8 +281,8 @@ class UpdateEngine(wiring.Component):
 
     def _quantile_updates(self, m, rng, colour, field_terms, h):
         """up_i = F_i > T_i, the sign of a tree of the field's terms and the register
-        h_i - T_i - 1 (no comparison after the tree); the two stages that write it (see
-        the class docstring)."""
+        h_i - T_i - 1 (no comparison after the tree), beside the field tree the energy
+        terms use; the two stages that write the register (see the class docstring)."""
         q = self._quantile
         table, recips, sh, zb = q["table"], q["recips"], q["shift"], q["z_bits"]
         qshape = signed(max(-min(table), max(table) + 1).bit_length() + 1)

@@ -71,7 +71,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith import below, bits_for, ceil_div
 from ..noc.packet import Op
-from ..pbit.array import Kind, PBitArray
+from ..pbit.array import Z_BITS_MAX, Kind, PBitArray
 from ..pbit.array import Op as ArrayOp
 from ..pbit.control import SAMPLE_EVERY_BITS, word_layouts
 from ..pbit.lanes import FIELDS, LaneOp, PBitLanes
@@ -141,7 +141,7 @@ class PBitTileParams:
         Param("lut_size", 64, lo=2, hi=65536, doc="tanh table entries, a power of two"),
         Param("lut_step_frac", 3, lo=0, hi=16, doc="tanh table step 2^-lut_step_frac"),
         Param("rand_bits", 16, lo=2, hi=32, doc="bits of each uniform draw"),
-        Param("z_bits", 0, lo=0, hi=12,
+        Param("z_bits", 0, lo=0, hi=Z_BITS_MAX,
               doc="parallel arch: 0 = tanh-table decisions; k = the quantile rule "
                   "(beta F >= Z[top k bits of the draw], a block-RAM table read a cycle "
                   "ahead), at most rand_bits"),
