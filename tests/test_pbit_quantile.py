@@ -13,7 +13,7 @@ from tilefab.gen.pbit import driver, graph
 from tilefab.golden import pbit as g
 from tilefab.hw.pbit.array import PBitArray
 from tilefab.hw.pbit.lanes import PBitLanes
-from tilefab.verif.tb_pbit import run_rtl
+from pbit_checks import check, random_on
 
 FMT_A = dict(w_bits=6, w_frac=1, h_bits=8, beta_bits=7, beta_frac=5, lut_size=32,
              lut_step_frac=2, rand_bits=14, z_bits=10)
@@ -59,25 +59,6 @@ def test_quantile_rule_golden_draws_follow_p_up():
     assert np.abs(err).max() < 0.3
 
 
-def _random_on(nbrs, rng, wlo, whi, hlo, hhi):
-    n = len(nbrs)
-    J = np.zeros((n, n), dtype=np.int64)
-    for i, row in enumerate(nbrs):
-        for j in row:
-            if i < j:
-                J[i, j] = J[j, i] = rng.integers(wlo, whi + 1)
-    return J, rng.integers(hlo, hhi + 1, n)
-
-
-def _check(array, ops, name, **kw):
-    expected = driver.golden_records(array.config(), array._seeds, ops)
-    results, raw = run_rtl(array, ops, name=name, expected=expected,
-                           test_module="tilefab.verif.tb_pbit_check", **kw)
-    sampling = any(isinstance(op, driver.Run) and op.sample_every for op in ops)
-    assert raw["records"] == expected or sampling
-    return results
-
-
 @pytest.mark.sim
 def test_quantile_array_bit_exact_with_backpressure():
     gr = graph.random_sparse(20, 5, 40, np.random.default_rng(2024))
@@ -85,7 +66,7 @@ def test_quantile_array_bit_exact_with_backpressure():
     array = PBitArray(neighbours=nb, max_degree=5, n_colours=8, seeds=g.pbit_seeds(11, 20),
                       word_bits=8, sched_depth=4, **FMT_A)
     rng = np.random.default_rng(5)
-    J, h = _random_on(nb, rng, -32, 31, -40, 40)
+    J, h = random_on(nb, rng, -32, 31, -40, 40)
     col = graph.dsatur(nb)
     k = int(col.max()) + 1
     state = rng.choice([-1, 1], 20)
@@ -100,7 +81,7 @@ def test_quantile_array_bit_exact_with_backpressure():
            # one colour class: a cycle between sweeps while the thresholds are made
            driver.Program(np.zeros_like(J), h, np.zeros(20, int)),
            driver.Run([(30, 7), (60, 5)], 1)]
-    results = _check(array, ops, "pbit_quantile_a", in_stall=0.3, out_stall=0.4, seed=3)
+    results = check(array, ops, "pbit_quantile_a", in_stall=0.3, out_stall=0.4, seed=3)
     assert results[3].update_cycles == k
     L = g.energy_stages(20)
     assert results[3].cycles == g.PARALLEL_RUN_OVERHEAD + 2 * L + max(0, k - 2 - L) + k
@@ -122,7 +103,7 @@ def test_quantile_shared_groups_bit_exact_and_boltzmann():
     array = PBitArray(neighbours=nbrs, max_degree=4, n_colours=4, seeds=g.pbit_seeds(21, n),
                       word_bits=16, sched_depth=2, share=graph.colour_groups(col), **FMT_B)
     rng = np.random.default_rng(9)
-    J, h = _random_on(nbrs, rng, -2, 2, -1, 1)
+    J, h = random_on(nbrs, rng, -2, 2, -1, 1)
     fmt = g.PBitFormat(**FMT_B)
     beta = 0.75
     bq = fmt.beta_code(beta)
@@ -130,7 +111,7 @@ def test_quantile_shared_groups_bit_exact_and_boltzmann():
     ops = [driver.Program(J, h, col, state=np.ones(n)),
            driver.Run([(bq, burn), (bq, every * n_samples)], k, sample_every=every),
            driver.Run([(3, 30), (40, 40)], k)]
-    results = _check(array, ops, "pbit_quantile_b", in_stall=0.2, out_stall=0.3, seed=4)
+    results = check(array, ops, "pbit_quantile_b", in_stall=0.2, out_stall=0.3, seed=4)
     L = g.energy_stages(n)
     assert results[1].cycles == g.PARALLEL_RUN_OVERHEAD + 2 * L + max(0, k - 2 - L) + 70 * k
     samples = results[0].samples[burn // every:]

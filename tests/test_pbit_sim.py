@@ -16,7 +16,7 @@ from tilefab.gen.pbit.factor import (
 )
 from tilefab.golden import pbit as g
 from tilefab.hw.pbit.array import PBitArray
-from tilefab.verif.tb_pbit import run_rtl
+from pbit_checks import check, random_on
 
 from tilefab.configs import pbit_format
 
@@ -40,25 +40,6 @@ def array_a():
 
 def array_b():
     return PBitArray.dense(n=6, n_colours=6, seeds=g.pbit_seeds(12, 6), **FMT_B)
-
-
-def check(array, ops, name, **kw):
-    expected = driver.golden_records(array.config(), array._seeds, ops)
-    results, raw = run_rtl(array, ops, name=name, expected=expected,
-                                  test_module="tilefab.verif.tb_pbit_check", **kw)
-    assert raw["records"] == expected or any(
-        isinstance(op, driver.Run) and op.sample_every for op in ops)
-    return results
-
-
-def random_on(nbrs, rng, wlo, whi, hlo, hhi):
-    n = len(nbrs)
-    J = np.zeros((n, n), dtype=np.int64)
-    for i, row in enumerate(nbrs):
-        for j in row:
-            if i < j:
-                J[i, j] = J[j, i] = rng.integers(wlo, whi + 1)
-    return J, rng.integers(hlo, hhi + 1, n)
 
 
 def test_sparse_array_bit_exact_with_backpressure():
