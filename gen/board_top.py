@@ -69,7 +69,8 @@ class BoardTop(wiring.Component):
             por_cycles = max(16, int(clk_hz * 200e-6))       # 200 us
         self.por_cycles = por_cycles
         self._fabric = build_top(cfg, "fabric")
-        self._bridge = UartBridge(layout=layout_for(cfg), divisor=divisor, max_flits=max_flits)
+        self._bridge = UartBridge(layout=layout_for(cfg), divisor=divisor, max_flits=max_flits,
+                                  counter_bits=cfg["counter_bits"])
         self._leds = leds
         super().__init__({
             "clk": In(1),

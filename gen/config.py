@@ -50,6 +50,9 @@ SCHEMA = {
     "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
                  "default": "fabric"},
+        "counter_bits": _int(8, 64, default=COUNTER_BITS,
+                             description="width of every status counter (routers' drop "
+                                         "counters, tiles, the host bridge); they wrap"),
         "mesh": {
             "type": "object",
             "additionalProperties": False,

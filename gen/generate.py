@@ -23,7 +23,7 @@ from ..hw.noc.packet import Op, host_coord, packet_layout
 from ..hw.tile import layout_positions
 from . import toolchain
 from .cache import cache_root, locked
-from .config import COUNTER_BITS, config_hash, tile_params
+from .config import config_hash, tile_params
 from .emit import to_verilog
 from .errors import TilefabError
 
@@ -54,11 +54,11 @@ def build_top(cfg: dict, top: str = "fabric"):
                   host=(host["x"], host["y"], host["side"]), router=mesh["router"],
                   fifo_depth=mesh["fifo_depth"], voq_depth=mesh["voq_depth"])
     if top == "mesh":
-        return Mesh(counter_bits=COUNTER_BITS, **common)
+        return Mesh(counter_bits=cfg["counter_bits"], **common)
     tiles = {(t["x"], t["y"]): (t["kind"], {k: v for k, v in t.items()
                                              if k not in ("x", "y", "kind")})
              for t in cfg["tile_map"]}
-    return Fabric(tiles=tiles, **common)
+    return Fabric(tiles=tiles, counter_bits=cfg["counter_bits"], **common)
 
 
 def ports_of(verilog: str, module: str) -> list:

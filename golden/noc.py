@@ -232,13 +232,15 @@ class MemoryTileModel:
     packet or ``None``. Status registers sit at ``2**addr_bits - 4 + k``:
     dropped (set by the caller: its router's drop count), errors (requests
     answered with ERROR plus unexpected replies), flits received, replies
-    issued; a status read returns them as they stood before that read.
+    issued; a status read returns them as they stood before that read, each wrapped at
+    ``counter_bits`` and then cut to the data width.
     """
 
     STATUS = ("dropped", "errors", "received", "sent")
 
-    def __init__(self, x: int, y: int, depth: int, fmt: PacketFormat):
+    def __init__(self, x: int, y: int, depth: int, fmt: PacketFormat, counter_bits: int = 32):
         self.x, self.y, self.depth, self.fmt = x, y, depth, fmt
+        self.counter_bits = counter_bits
         self.mem = np.zeros(depth, dtype=object)
         self.mem[:] = 0
         self.errors = self.received = self.sent = 0
@@ -267,7 +269,7 @@ class MemoryTileModel:
             if req.addr < self.depth:
                 return self._reply(req, Op.REPLY, int(self.mem[req.addr]))
             if req.addr >= self.status_base:
-                value = status[req.addr - self.status_base]
+                value = status[req.addr - self.status_base] % (1 << self.counter_bits)
                 return self._reply(req, Op.REPLY, value & ((1 << self.fmt.data_bits) - 1))
             return self._error(req)
         if req.op in (Op.REPLY, Op.DONE, Op.ERROR):

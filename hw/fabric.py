@@ -14,7 +14,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .noc.mesh import Mesh
-from .tile import TileSignature
+from .tile import COUNTER_BITS, TileSignature
 from .tiles.crossbar import CrossbarTile
 from .tiles.gemm import GemmTile
 from .tiles.memory import MemoryTile
@@ -33,9 +33,10 @@ TILE_KINDS = {
 class Fabric(wiring.Component):
     def __init__(self, *, layout, cols: int, rows: int, host=(0, 0, "west"),
                  router: str = "fifo", fifo_depth: int = 2, voq_depth: int = 4,
-                 tiles: dict):
+                 tiles: dict, counter_bits: int = COUNTER_BITS):
         self._mesh = Mesh(layout=layout, cols=cols, rows=rows, host=host, router=router,
-                          fifo_depth=fifo_depth, voq_depth=voq_depth)
+                          fifo_depth=fifo_depth, voq_depth=voq_depth,
+                          counter_bits=counter_bits)
         self._cols = cols
         self._tiles = {}
         for y in range(rows):
@@ -46,10 +47,12 @@ class Fabric(wiring.Component):
                 if kind not in TILE_KINDS:
                     raise ValueError(f"tiles[{x},{y}].kind: {kind!r} is not a tile kind, must "
                                      f"be one of {', '.join(sorted(TILE_KINDS))}")
-                tile = TILE_KINDS[kind](layout=layout, x=x, y=y, **params)
-                if tile.signature != TileSignature(layout):
+                tile = TILE_KINDS[kind](layout=layout, x=x, y=y, counter_bits=counter_bits,
+                                        **params)
+                if tile.signature != TileSignature(layout, counter_bits):
                     raise TypeError(f"tiles[{x},{y}]: a {kind} tile must implement "
-                                    f"TileSignature({layout!r}), not {tile.signature!r}")
+                                    f"TileSignature({layout!r}, {counter_bits}), not "
+                                    f"{tile.signature!r}")
                 self._tiles[(x, y)] = tile
         super().__init__({
             "host_in": In(stream.Signature(layout)),

@@ -445,6 +445,38 @@ def test_status_registers_and_errors():
     ]
 
 
+def test_counters_wrap_at_counter_bits():
+    """With ``counter_bits=8`` the status counters are 8 bits wide: 260 accepted frames
+    and the frame carrying the READ read back as 261 mod 256."""
+    dut = HostBridge(layout=LAYOUT, max_flits=4, buffer_flits=8, counter_bits=8)
+    n = 260
+    stream = b"".join(build_frame(k % 256) for k in range(n)) + build_frame(
+        n % 256, flits_to_payload([_request(Op.READ, STATUS["frames"])], FB))
+    tx = bytearray()
+
+    async def feed(ctx):
+        ctx.set(dut.rx.valid, 1)
+        for b in stream:
+            ctx.set(dut.rx.payload, b)
+            await ctx.tick()
+        ctx.set(dut.rx.valid, 0)
+        await ctx.tick().repeat(200)
+
+    async def sink(ctx):
+        ctx.set(dut.tx.ready, 1)
+        async for _, _, v, p in ctx.tick().sample(dut.tx.valid, dut.tx.payload):
+            if v:
+                tx.append(p)
+
+    _simulate(dut, feed, processes=[sink])
+    frames = [parse_frame(f, FB) for f in FrameSplitter().feed(bytes(tx))]
+    replies = [FMT.unpack(w) for _, p in frames if p for w in payload_to_flits(p, FB, FMT.width)]
+    assert [(Op(r.op), r.addr, r.data) for r in replies] == [
+        (Op.REPLY, STATUS["frames"], (n + 1) % 256)]
+    with pytest.raises(ValueError, match="counter_bits"):
+        HostBridge(layout=LAYOUT, counter_bits=4)
+
+
 def test_transmit_packs_flits_into_frames():
     """Flits offered on ``host_out`` come back in data frames of at most ``max_flits``,
     in order, with consecutive seqs, under random backpressure on ``tx``."""

@@ -34,6 +34,7 @@ def test_defaults_filled():
     assert cfg["packet"] == {"data_bits": 32, "addr_bits": 16, "coord_bits": 2,
                              "multicast": False}
     assert cfg["host"] == {"x": 0, "y": 0, "side": "west"}
+    assert cfg["counter_bits"] == 32
     assert {t["kind"] for t in cfg["tile_map"]} == {"memory"}
 
 
@@ -42,6 +43,7 @@ def test_defaults_filled():
     (("mesh", "rows"), 17, "mesh.rows: 17 is not allowed, must be 1..16"),
     (("mesh", "cols"), "four", 'mesh.cols: "four" is not allowed, must be of type integer'),
     (("mesh", "fifo_depth"), 0, "mesh.fifo_depth: 0 is not allowed, must be 1..64"),
+    (("counter_bits",), 7, "counter_bits: 7 is not allowed, must be 8..64"),
     (("packet", "data_bits"), 0, "packet.data_bits: 0 is not allowed, must be 1..256"),
     (("packet", "coord_bits"), 1, "packet.coord_bits: 1 is not allowed, must be 2..8"),
     (("host", "side"), "up", 'host.side: "up" is not allowed, must be one of west, north'),

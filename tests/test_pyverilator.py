@@ -1,7 +1,7 @@
 """pyverilator backend: fabric tops driven through ``HostPort`` from plain Python.
 
-Per fabric (the 2x2 example and a 128-bit-data variant whose packets are wider
-than 64 bits), random writes, reads, status-register reads and malformed
+Per fabric (the 2x2 example, a 128-bit-data variant whose packets are wider
+than 64 bits, and a 2x1 mesh with 8-bit status counters, which wrap), random writes, reads, status-register reads and malformed
 requests go from the host to every memory tile with random gaps and random
 ``host_out`` backpressure; every reply must match the golden ``MemoryTileModel``
 of its tile, in order per tile, with nothing lost or extra. A second process
@@ -31,6 +31,10 @@ FABRICS = {
                                 "packet": {"data_bits": 128, "addr_bits": 10},
                                 "host": {"x": 1, "y": 1, "side": "south"},
                                 "tiles": {"default": {"kind": "memory", "depth": 32}}}),
+    # 8-bit status counters: 10^4 requests wrap them many times
+    "counters8": lambda: resolve({"name": "counters8", "mesh": {"cols": 2, "rows": 1},
+                                  "counter_bits": 8,
+                                  "tiles": {"default": {"kind": "memory", "depth": 16}}}),
 }
 
 
@@ -69,7 +73,7 @@ def test_memory_traffic(name):
     mesh = MeshModel(cfg["mesh"]["cols"], cfg["mesh"]["rows"],
                      (cfg["host"]["x"], cfg["host"]["y"]), fmt)
     depth = {(t["x"], t["y"]): t["depth"] for t in cfg["tile_map"]}
-    models = {t: MemoryTileModel(*t, depth[t], fmt) for t in mesh.nodes()}
+    models = {t: MemoryTileModel(*t, depth[t], fmt, cfg["counter_bits"]) for t in mesh.nodes()}
     checker = DeliveryChecker(mesh)
     rng = random.Random(name)
     top.reset()

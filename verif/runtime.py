@@ -352,6 +352,8 @@ class Fabric:
         self.manifest = None if golden else self.generated.manifest
         self.fmt = packet_format(self.config)
         pkt = self.config["packet"]
+        # a status READ returns the counter, wrapped at its width, in the data field
+        self._counter_mod = 1 << min(self.config["counter_bits"], pkt["data_bits"])
         self.tiles = {}
         for t in self.config["tile_map"]:
             params = tile_params(t, pkt)
@@ -493,7 +495,7 @@ class Fabric:
                 raise HostError(f"tile {(prog.x, prog.y)} finished jobs {got}, expected {want}")
         c = plan.assemble({dst: s.replies for dst, s in session.streams.items()})
         after = await self._status({t.xy: t for t in pes}, **run)
-        counters = {pe: {k: (after[pe][k] - before[pe][k]) % (1 << 32) for k in after[pe]}
+        counters = {pe: {k: (after[pe][k] - before[pe][k]) % self._counter_mod for k in after[pe]}
                     for pe in coords}
         return GemmRun(c=c, cycles=session.cycles, macs=plan.macs, pes=len(pes),
                        lanes=values["lanes"], flits_in=session.flits_in,
@@ -571,7 +573,7 @@ class Fabric:
                                     f"expected {want}")
             y = plan.assemble(replies)
             after = await self._status({xy: self.tiles[xy] for xy in used}, **run)
-            counters = {xy: {k: (after[xy][k] - before[xy][k]) % (1 << 32) for k in after[xy]}
+            counters = {xy: {k: (after[xy][k] - before[xy][k]) % self._counter_mod for k in after[xy]}
                         for xy in used}
             cycles, fin, fout = session.cycles, session.flits_in, session.flits_out
         return SpmvRun(y=y, golden=plan.golden(), cycles=cycles, nnz=plan.nnz, tiles=used,
@@ -861,7 +863,7 @@ class Fabric:
         y = plan.assemble({xy: s.replies for xy, s in s2.streams.items()})
         out = golden_moe.combine(y, logits, indices, combine)
         after = await self._status({t.xy: t for t in pes}, **run)
-        counters = {xy: {k: (after[xy][k] - before[xy][k]) % (1 << 32) for k in after[xy]}
+        counters = {xy: {k: (after[xy][k] - before[xy][k]) % self._counter_mod for k in after[xy]}
                     for xy in coords}
         want = golden_moe.moe(ops.tokens, ops.gate_w, ops.experts, ops.top_k, combine)
         mismatch = (_mismatch("logits", logits, want.logits) or

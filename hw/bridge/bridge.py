@@ -52,7 +52,8 @@ Status registers: a flit from the host whose destination is the host coordinate
 ``REPLY`` with register ``k`` of ``STATUS_REGISTERS`` (its value when the READ
 leaves the buffer, truncated to the data width) to the request's source, with
 the host coordinate as source; any other op or address is answered ``ERROR``
-echoing the op in ``data``, as a tile does. Registers are 32-bit counters:
+echoing the op in ``data``, as a tile does. Registers are ``counter_bits``-bit
+counters (32 unless given; they wrap):
 ``frames``, ``crc_errors``, ``length_errors``, ``overruns``, ``duplicates``,
 ``seq_errors``, ``line_errors`` (``rx_error`` pulses), ``flits_in`` (flits into
 the mesh), ``flits_out`` (flits sent to the host) and ``acks`` (ACK frames sent).
@@ -90,7 +91,7 @@ def flit_bytes_of(layout) -> int:
 
 class HostBridge(wiring.Component):
     def __init__(self, *, layout, max_flits: int | None = None,
-                 buffer_flits: int | None = None):
+                 buffer_flits: int | None = None, counter_bits: int = COUNTER_BITS):
         if not isinstance(layout, data.StructLayout) or "dst_x" not in dict(layout):
             raise TypeError(f"layout: {layout!r} is not a packet layout, must come from "
                             f"noc.packet.packet_layout")
@@ -107,6 +108,7 @@ class HostBridge(wiring.Component):
         if addr_bits < 4:
             raise ValueError(f"layout.addr: {addr_bits} bits is not allowed, must be >= 4 "
                              f"(16 addresses hold the bridge's status window)")
+        self._counter_bits = check_int("counter_bits", counter_bits, 8, 64)
         self._layout = layout
         self._flit_bytes = fb
         self.status_registers = StatusRegisters(STATUS_REGISTERS, status_base(addr_bits))
@@ -135,7 +137,8 @@ class HostBridge(wiring.Component):
         layout, fb = self._layout, self._flit_bytes
         width = Shape.cast(layout).width
         host = host_coord(layout)
-        counters = {name: Signal(COUNTER_BITS, name=f"n_{name}") for name in STATUS_REGISTERS}
+        counters = {name: Signal(self._counter_bits, name=f"n_{name}")
+                    for name in STATUS_REGISTERS}
 
         def count(name):
             m.d.sync += counters[name].eq(counters[name] + 1)
@@ -387,7 +390,7 @@ class UartBridge(wiring.Component):
 
     def __init__(self, *, layout, divisor: int | None = None, clk_hz: int | None = None,
                  baud: int = DEFAULT_BAUD, max_flits: int | None = None,
-                 buffer_flits: int | None = None):
+                 buffer_flits: int | None = None, counter_bits: int = COUNTER_BITS):
         if divisor is None:
             if clk_hz is None:
                 raise ValueError("divisor: give divisor (clock Hz / baud) or clk_hz")
@@ -395,7 +398,7 @@ class UartBridge(wiring.Component):
         self._uart_rx = UartRx(divisor=divisor)
         self._uart_tx = UartTx(divisor=divisor)
         self._bridge = HostBridge(layout=layout, max_flits=max_flits,
-                                  buffer_flits=buffer_flits)
+                                  buffer_flits=buffer_flits, counter_bits=counter_bits)
         self.status_registers = self._bridge.status_registers
         super().__init__({
             "rx": In(1, init=1),

@@ -76,9 +76,9 @@ class MemoryTile(NocTile):
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
-        errors = Signal(32)
-        received = Signal(32)
-        sent = Signal(32)
+        errors = Signal(self._counter_bits)
+        received = Signal(self._counter_bits)
+        sent = Signal(self._counter_bits)
 
         req = self.i.payload
         in_range = req.addr < self._depth
