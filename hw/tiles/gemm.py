@@ -74,7 +74,10 @@ Structure (joined by streams; each class states its contract): ``GemmDecoder``
 takes ``i``, writes and reads ``GemmScratchpad`` and queues checked jobs for
 ``GemmEngine`` (``tiles.gemm_engine``), which fetches k steps from the
 scratchpad and emits result entries; ``GemmSerializer`` turns those entries and
-the decoder's answers into flits on ``o``. ``GemmTile`` only wires them.
+the decoder's answers into flits on ``o``. ``GemmTile`` wires them, with a two-entry
+queue between ``i`` and the decoder: its ``ready`` and its head are registers, so
+neither the descriptor checks nor the decoder's ``ready`` sit in one clock cycle with
+the router's arbitration, at one flit per cycle.
 """
 
 from amaranth import *
@@ -259,7 +262,9 @@ class GemmDecoder(wiring.Component):
     """The front end: NoC requests in, operand loads, queued jobs and answers out.
 
     - ``i``: one request per cycle, except while an answer waits on ``answers`` or
-      a scratchpad word arrives on ``read_data`` (then ``ready`` is low).
+      a scratchpad word arrives on ``read_data`` (then ``ready`` is low); an EXEC is
+      taken no earlier than the cycle after it is first offered (its descriptor check
+      is registered).
     - ``write``: a WRITE into A or B (or the metadata, sparse), in the scratchpad's
       own word addresses, on the cycle the request is taken; each counts in
       ``words`` (the operand semaphore, an output for the engine's firing compare).
@@ -305,8 +310,13 @@ class GemmDecoder(wiring.Component):
         pending = self.answers.valid    # the answer is complete and waits for the output
         reply = self.answers.payload
         take = Signal()
+        # An EXEC is taken one cycle after it is first offered: the stream rule holds the
+        # flit, so its descriptor check can be registered (``desc_ok_r``) rather than sit
+        # in one cycle with the answer it decides.
+        seen = Signal()
+        m.d.sync += seen.eq(self.i.valid & ~take)
         m.d.comb += [
-            self.i.ready.eq(~pending & ~self.read_data.valid),
+            self.i.ready.eq(~pending & ~self.read_data.valid & (seen | (req.op != Op.EXEC))),
             take.eq(self.i.valid & self.i.ready),
         ]
 
@@ -345,6 +355,8 @@ class GemmDecoder(wiring.Component):
         if p.sparse and p.meta_group_words > 1:
             # A block's metadata starts a metadata word.
             desc_ok &= desc.b_addr[:p.meta_group_words.bit_length() - 1] == 0
+        desc_ok_r = Signal()
+        m.d.sync += desc_ok_r.eq(desc_ok)
 
         m.submodules.queue = queue = sync_fifo(self._job_layout.size, p.jobs)
         job = data.View(self._job_layout, queue.w_data)
@@ -383,10 +395,10 @@ class GemmDecoder(wiring.Component):
                         m.d.comb += [answer.eq(1), is_error.eq(1),
                                      answer_data.eq(req.op.as_value())]
                 with m.Case(Op.EXEC):
-                    with m.If(desc_ok & queue.w_rdy):
+                    with m.If(desc_ok_r & queue.w_rdy):
                         m.d.comb += queue.w_en.eq(1)
                     with m.Else():
-                        reason = Mux(desc_ok, ERROR_QUEUE_FULL, ERROR_BAD_DESCRIPTOR)
+                        reason = Mux(desc_ok_r, ERROR_QUEUE_FULL, ERROR_BAD_DESCRIPTOR)
                         m.d.comb += [answer.eq(1), is_error.eq(1),
                                      answer_data.eq(Cat(req.op.as_value(), C(0, 5), reason))]
                 with m.Case(Op.REPLY, Op.DONE, Op.ERROR):
@@ -516,7 +528,11 @@ class GemmTile(NocTile):
             p, layout=layout, result_layout=engine.result_layout, x=self._x, y=self._y,
             counter_bits=cb)
 
-        wiring.connect(m, wiring.flipped(self.i), decoder.i)
+        m.submodules.in_queue = inq = sync_fifo(Shape.cast(layout).width, 2)
+        m.d.comb += [inq.w_data.eq(self.i.payload), inq.w_en.eq(self.i.valid),
+                     self.i.ready.eq(inq.w_rdy),
+                     decoder.i.payload.eq(inq.r_data), decoder.i.valid.eq(inq.r_rdy),
+                     inq.r_en.eq(decoder.i.ready)]
         wiring.connect(m, decoder.write, scratchpad.write)
         wiring.connect(m, decoder.read, scratchpad.read)
         wiring.connect(m, scratchpad.read_data, decoder.read_data)
