@@ -8,7 +8,7 @@ value's width decides it. ``bits_for(n)`` and ``ceil_div(a, b)`` are generation-
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Const, Signal
+from amaranth.hdl import C, Cat, Const, Signal, Value
 
 
 def bits_for(n: int) -> int:
@@ -21,12 +21,23 @@ def ceil_div(a: int, b: int) -> int:
 
 
 def below(value, bound: int):
-    """``value < bound`` without a comparison that is constant for the value's width."""
+    """``value < bound`` for a constant ``bound``, folded where the value's width decides
+    it, else as logic on the bits (the value is below the bound where, under a prefix
+    equal to the bound's, it has a 0 where the bound has a 1): no carry chain, so an
+    address decode is a few LUT levels."""
     if bound <= 0:
         return C(0, 1)
     if bound >= 1 << len(value):
         return C(1, 1)
-    return value < bound
+    v = Value.cast(value)
+    prefix, terms = C(1, 1), []
+    for i in reversed(range(len(v))):
+        if bound >> i & 1:
+            terms.append(prefix & ~v[i])
+            prefix = prefix & v[i]
+        else:
+            prefix = prefix & ~v[i]
+    return Cat(*terms).any()
 
 
 def tree_sum(terms, m=None):

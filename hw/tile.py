@@ -35,7 +35,6 @@ from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import below
 from .noc.packet import Op
 from .params import Param, check_int, check_params  # noqa: F401  (the tile contract's)
 
@@ -145,12 +144,11 @@ class StatusRegisters:
             raise ValueError(f"status values for {sorted(values)}, not the registers "
                              f"{', '.join(self.names)}")
         hit = Signal(name="status_hit")
-        m.d.comb += hit.eq((addr >= self.base) & below(addr, self.base + len(self.names)))
         value = Signal(max(len(Value.cast(v)) for v in values.values()), name="status_value")
-        with m.Switch(addr - self.base):
+        with m.Switch(addr):          # the addresses themselves: no subtraction
             for k, name in enumerate(self.names):
-                with m.Case(k):
-                    m.d.comb += value.eq(values[name])
+                with m.Case(self.base + k):
+                    m.d.comb += [hit.eq(1), value.eq(values[name])]
         return hit, value
 
 

@@ -24,6 +24,7 @@ cannot leave holds the input (backpressure), nothing is dropped.
 from amaranth import *
 from amaranth.lib import memory
 
+from ..arith import below
 from ..noc.packet import Op
 from ..tile import (
     NocTile,
@@ -81,7 +82,7 @@ class MemoryTile(NocTile):
         sent = Signal(self._counter_bits)
 
         req = self.i.payload
-        in_range = req.addr < self._depth
+        in_range = below(req.addr, self._depth)
         is_status, status_value = self.params.status_registers.read(
             m, req.addr, {"dropped": self.dropped, "errors": errors, "received": received,
                           "sent": sent})
