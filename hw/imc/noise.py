@@ -22,7 +22,8 @@ Ports:
   to ``index``), so ``ring`` turns bring every generator back to its place.
   ``level`` (in, only when ``level_bits > 0``): multiplies the sample, for noise
   proportional to a conductance level.
-  ``sample`` (out, signed): combinational from the state register.
+  ``sample`` (out, signed): combinational from the state register (with ``level``,
+  from a register holding ``z * gain`` of the head and the level).
 """
 
 from __future__ import annotations
@@ -98,26 +99,44 @@ class GaussianNoise(wiring.Component):
         m.d.comb += stepped_seed.eq(xorshift32(self.seed))
         head = states[0]
         stepped = xorshift32(head)
+        new_head = Signal(32)           # the head's next value (its own when unchanged)
+        m.d.comb += new_head.eq(head)
         with m.If(self.load):
-            for st, s in zip(states, self._salts):
+            for k, (st, s) in enumerate(zip(states, self._salts)):
                 first = xorshift32_int(s)
-                m.d.sync += st.eq(Mux(self.seed == s, first, stepped_seed ^ first))
+                value = Mux(self.seed == s, first, stepped_seed ^ first)
+                m.d.sync += st.eq(value)
+                if k == 0:
+                    m.d.comb += new_head.eq(value)
         with m.Elif(self.next):
             if n > 1:
                 with m.If(self.rotate):
                     m.d.sync += [states[k].eq(states[k + 1]) for k in range(n - 1)]
                     m.d.sync += states[n - 1].eq(stepped)
+                    m.d.comb += new_head.eq(states[1])
                 with m.Else():
                     m.d.sync += head.eq(stepped)
+                    m.d.comb += new_head.eq(stepped)
             else:
                 m.d.sync += head.eq(stepped)
+                m.d.comb += new_head.eq(stepped)
 
-        z = Signal(signed(11))
-        m.d.comb += z.eq(head[0:8] + head[8:16] + head[16:24] + head[24:32]
-                         - IRWIN_HALL_OFFSET)
-        scaled = z * self._gain
+        def centred(x):
+            return x[0:8] + x[8:16] + x[16:24] + x[24:32] - IRWIN_HALL_OFFSET
+
         if self._level_bits:
-            scaled = scaled * self.level
+            # z * gain of the head is a register, made from the head's next value, so
+            # the sample is one product (by the level) and not two in a row.
+            init = xorshift32_int(self._salts[0])
+            z_init = sum((init >> (8 * b)) & 0xFF for b in range(4)) - IRWIN_HALL_OFFSET
+            zg_shape = signed(11 + max(1, self._gain.bit_length()) + 1)
+            scaled_z = Signal(zg_shape, init=z_init * self._gain, name="z_gain")
+            m.d.sync += scaled_z.eq(centred(new_head).as_signed() * self._gain)
+            scaled = scaled_z * self.level
+        else:
+            z = Signal(signed(11))
+            m.d.comb += z.eq(centred(head))
+            scaled = z * self._gain
         rounded = (scaled + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT
         m.d.comb += self.sample.eq(rounded)
         return m
