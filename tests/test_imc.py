@@ -215,7 +215,10 @@ def test_gaussian_noise_block_matches_golden_draws():
         ctx.set(dut.load, 1)
         await ctx.tick()
         ctx.set(dut.load, 0)
+        assert not ctx.get(dut.ready)      # the cycle after a load: no draw yet
+        await ctx.tick()
         for lv in levels:
+            assert ctx.get(dut.ready)
             ctx.set(dut.level, lv)
             ctx.set(dut.next, 1)
             got.append(ctx.get(dut.sample))

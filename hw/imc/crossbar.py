@@ -19,7 +19,8 @@ Ports (``amaranth.lib.stream``):
   transfers in row-major order; the array is a shift chain, so the last
   ``rows * cols`` words written define it (with ``adc_share > 1`` each group's
   cells also turn as a ring during a vector, back in place at its end).
-  Accepted only while no input vector is being applied; a vector accepted in the
+  Accepted only while no input vector is being applied, and (with proportional
+  programming noise) not in the cycle after a seed; a vector accepted in the
   same cycle as a word sees the array after that word. Weights beyond ``+-(levels**slices - 1)`` are undefined.
   ``x`` (in, fields ``r0 .. r{rows-1}``, signed ``in_bits``): one input vector;
   row ``i`` occupies payload bits ``[i * in_bits, (i + 1) * in_bits)``.
@@ -174,9 +175,10 @@ class Crossbar(wiring.Component):
         xbuf_valid = Signal()
         plane = Signal(range(B))
         busy_ready = ~xbuf_valid
+        gens_ready = Signal(init=1)     # low the cycle after a seed, with proportional noise
         m.d.comb += [
             self.seed.ready.eq(busy_ready),
-            self.prog.ready.eq(busy_ready),
+            self.prog.ready.eq(busy_ready & gens_ready),
         ]
         seed_load = self.seed.valid & self.seed.ready
         prog_write = self.prog.valid & self.prog.ready
@@ -207,6 +209,8 @@ class Crossbar(wiring.Component):
                                  gen.next.eq(prog_write)]
                     if proportional:
                         m.d.comb += gen.level.eq(level)
+                        if s == 0 and pol == 0:     # every generator loads together
+                            m.d.comb += gens_ready.eq(gen.ready)
                     noisy = (level << F) + gen.sample
                 else:
                     noisy = level << F

@@ -20,8 +20,10 @@ Ports:
   ``rotate`` (in, only when ``ring > 1``; with ``next``): after this draw the
   ring turns: the head becomes the next generator (``index + 1``, ..., wrapping
   to ``index``), so ``ring`` turns bring every generator back to its place.
-  ``level`` (in, only when ``level_bits > 0``): multiplies the sample, for noise
-  proportional to a conductance level.
+  ``level`` (in, only when ``level_bits > 0``; then ``ring`` is 1): multiplies the
+  sample, for noise proportional to a conductance level. The sample is then one
+  product from registers (``z * gain`` of the head is kept in a register), and
+  ``ready`` (out) is low for the cycle after a ``load``, when no ``next`` may come.
   ``sample`` (out, signed): combinational from the state register (with ``level``,
   from a register holding ``z * gain`` of the head and the level).
 """
@@ -84,7 +86,10 @@ class GaussianNoise(wiring.Component):
         if ring > 1:
             ports["rotate"] = In(1)
         if level_bits:
+            if ring > 1:
+                raise ValueError("ring: must be 1 with level_bits > 0")
             ports["level"] = In(unsigned(level_bits))
+            ports["ready"] = Out(1, init=1)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -98,48 +103,62 @@ class GaussianNoise(wiring.Component):
         stepped_seed = Signal(32)
         m.d.comb += stepped_seed.eq(xorshift32(self.seed))
         head = states[0]
+
+        def centred(x):
+            return (x[0:8] + x[8:16] + x[16:24] + x[24:32] - IRWIN_HALL_OFFSET).as_signed()
+
+        def load_value(s):
+            first = xorshift32_int(s)
+            return Mux(self.seed == s, first, stepped_seed ^ first)
+
+        if self._level_bits:
+            self._elaborate_registered(m, head, load_value, centred)
+            return m
         stepped = xorshift32(head)
-        new_head = Signal(32)           # the head's next value (its own when unchanged)
-        m.d.comb += new_head.eq(head)
         with m.If(self.load):
-            for k, (st, s) in enumerate(zip(states, self._salts)):
-                first = xorshift32_int(s)
-                value = Mux(self.seed == s, first, stepped_seed ^ first)
-                m.d.sync += st.eq(value)
-                if k == 0:
-                    m.d.comb += new_head.eq(value)
+            for st, s in zip(states, self._salts):
+                m.d.sync += st.eq(load_value(s))
         with m.Elif(self.next):
             if n > 1:
                 with m.If(self.rotate):
                     m.d.sync += [states[k].eq(states[k + 1]) for k in range(n - 1)]
                     m.d.sync += states[n - 1].eq(stepped)
-                    m.d.comb += new_head.eq(states[1])
                 with m.Else():
                     m.d.sync += head.eq(stepped)
-                    m.d.comb += new_head.eq(stepped)
             else:
                 m.d.sync += head.eq(stepped)
-                m.d.comb += new_head.eq(stepped)
-
-        def centred(x):
-            return x[0:8] + x[8:16] + x[16:24] + x[24:32] - IRWIN_HALL_OFFSET
-
-        if self._level_bits:
-            # z * gain of the head is a register, made from the head's next value, so
-            # the sample is one product (by the level) and not two in a row.
-            init = xorshift32_int(self._salts[0])
-            z_init = sum((init >> (8 * b)) & 0xFF for b in range(4)) - IRWIN_HALL_OFFSET
-            zg_shape = signed(11 + max(1, self._gain.bit_length()) + 1)
-            scaled_z = Signal(zg_shape, init=z_init * self._gain, name="z_gain")
-            m.d.sync += scaled_z.eq(centred(new_head).as_signed() * self._gain)
-            scaled = scaled_z * self.level
-        else:
-            z = Signal(signed(11))
-            m.d.comb += z.eq(centred(head))
-            scaled = z * self._gain
-        rounded = (scaled + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT
-        m.d.comb += self.sample.eq(rounded)
+        z = Signal(signed(11))
+        m.d.comb += z.eq(centred(head))
+        m.d.comb += self.sample.eq((z * self._gain + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT)
         return m
+
+    def _elaborate_registered(self, m, head, load_value, centred):
+        """With ``level``: ``z * gain`` of the head is a register and so is the head's
+        successor, so a draw's sample is one product (by the level) from registers and
+        the next ``z * gain`` is made from a register too (the control signals only
+        enable registers). After ``load`` the product is made in the next cycle, during
+        which ``ready`` is low and no draw may happen."""
+        salt0 = self._salts[0]
+        init = xorshift32_int(salt0)
+        succ = Signal(32, init=xorshift32_int(init), name="successor")
+        z_init = sum((init >> (8 * b)) & 0xFF for b in range(4)) - IRWIN_HALL_OFFSET
+        z_gain = Signal(signed(11 + max(1, self._gain.bit_length()) + 1),
+                        init=z_init * self._gain, name="z_gain")
+        stale = Signal()            # z_gain is not yet the head's (the cycle after a load)
+        m.d.comb += self.ready.eq(~stale)
+        with m.If(self.load):
+            value = Signal(32, name="load_value")
+            m.d.comb += value.eq(load_value(salt0))
+            m.d.sync += [head.eq(value), succ.eq(xorshift32(value)), stale.eq(1)]
+        with m.Else():
+            with m.If(self.next):
+                m.d.sync += [head.eq(succ), succ.eq(xorshift32(succ))]
+            with m.If(self.next | stale):
+                # a register picks the operand: the head after a load, else its successor
+                m.d.sync += [z_gain.eq(centred(Mux(stale, head, succ)) * self._gain),
+                             stale.eq(0)]
+        m.d.comb += self.sample.eq((z_gain * self.level + (1 << (NOISE_SHIFT - 1)))
+                                   >> NOISE_SHIFT)
 
 
 __all__ = ["GaussianNoise", "salt", "sample_bounds", "sample_shape", "xorshift32_int"]
