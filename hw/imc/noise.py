@@ -36,6 +36,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith import tree_sum
 from ..params import check_int
 from ..prng import MASK32, xorshift32, xorshift32_int
 
@@ -157,8 +158,11 @@ class GaussianNoise(wiring.Component):
                 # a register picks the operand: the head after a load, else its successor
                 m.d.sync += [z_gain.eq(centred(Mux(stale, head, succ)) * self._gain),
                              stale.eq(0)]
-        m.d.comb += self.sample.eq((z_gain * self.level + (1 << (NOISE_SHIFT - 1)))
-                                   >> NOISE_SHIFT)
+        # the product by the (few-bit) level as a sum of shifted copies: carry chains
+        # beside the register rather than a trip to a DSP
+        scaled = tree_sum([Mux(self.level[b], z_gain << b, 0)
+                           for b in range(self._level_bits)], m)
+        m.d.comb += self.sample.eq((scaled + (1 << (NOISE_SHIFT - 1))) >> NOISE_SHIFT)
 
 
 __all__ = ["GaussianNoise", "salt", "sample_bounds", "sample_shape", "xorshift32_int"]
