@@ -91,6 +91,7 @@ from ..tile import (
     COUNTER_BITS,
     NocTile,
     Param,
+    StatusRegisters,
     check_params,
     layout_positions,
     status_base,
@@ -333,11 +334,10 @@ class GemmDecoder(wiring.Component):
             write_error = Mux(in_m, Cat(req.op.as_value(), C(0, 5), C(ERROR_BAD_METADATA, 2)),
                               req.op.as_value())
             m.d.comb += [self.write.payload.m.eq(in_m), self.read.payload.m.eq(in_m)]
-        base = status_base(p.addr_bits)
-        is_status = (req.addr >= base) & (req.addr < base + len(STATUS_REGISTERS))
         own = {"errors": errors, "flits_in": flits_in, "words": words}
-        status = [own[name] if name in own else self.status[name]
-                  for name in STATUS_REGISTERS]
+        is_status, status_value = StatusRegisters(STATUS_REGISTERS, status_base(p.addr_bits)).read(
+            m, req.addr, {name: own[name] if name in own else self.status[name]
+                          for name in STATUS_REGISTERS})
         m.d.comb += [
             self.write.payload.a.eq(in_a), self.write.payload.addr.eq(local),
             self.write.payload.data.eq(req.data),
@@ -386,11 +386,7 @@ class GemmDecoder(wiring.Component):
                     with m.If(readable):
                         m.d.comb += self.read.valid.eq(1)
                     with m.Elif(is_status):
-                        m.d.comb += answer.eq(1)
-                        with m.Switch(req.addr - base):
-                            for k, value in enumerate(status):
-                                with m.Case(k):
-                                    m.d.comb += answer_data.eq(value)
+                        m.d.comb += [answer.eq(1), answer_data.eq(status_value)]
                     with m.Else():
                         m.d.comb += [answer.eq(1), is_error.eq(1),
                                      answer_data.eq(req.op.as_value())]
