@@ -403,16 +403,10 @@ def _request(op, addr, data=0, src=HOST):
     return FMT.pack(Packet(*HOST, *src, int(op), addr, data))
 
 
-def test_status_registers_and_errors():
-    dut = HostBridge(layout=LAYOUT, max_flits=4, buffer_flits=8)
-    bad = bytearray(build_frame(1, flits_to_payload([_mesh_flit(random.Random(1))], FB)))
-    bad[4] ^= 0x01                                          # a CRC error
-    reqs = [_request(Op.READ, STATUS["frames"]), _request(Op.READ, STATUS["crc_errors"]),
-            _request(Op.READ, STATUS["duplicates"], src=(1, 2)),
-            _request(Op.READ, STATUS["acks"] + 1), _request(Op.WRITE, STATUS["frames"], 5)]
-    stream = (build_frame(0) + bytes(bad) + build_frame(0)
-              + build_frame(1, flits_to_payload(reqs[:4], FB))
-              + build_frame(2, flits_to_payload(reqs[4:], FB)))
+def _bridge_frames(dut, stream, idle=400):
+    """Feed ``stream`` to ``dut.rx`` a byte per cycle, then ``idle`` cycles; return the
+    frames it sent as ``(seq, payload)`` and the flits in their payloads. Nothing may
+    enter the mesh (every request is for the bridge)."""
     tx = bytearray()
 
     async def feed(ctx):
@@ -421,7 +415,7 @@ def test_status_registers_and_errors():
             ctx.set(dut.rx.payload, b)
             await ctx.tick()
         ctx.set(dut.rx.valid, 0)
-        await ctx.tick().repeat(400)
+        await ctx.tick().repeat(idle)
 
     async def sink(ctx):
         ctx.set(dut.tx.ready, 1)
@@ -434,8 +428,22 @@ def test_status_registers_and_errors():
 
     _simulate(dut, feed, processes=[sink])
     frames = [parse_frame(f, FB) for f in FrameSplitter().feed(bytes(tx))]
-    assert [s for s, p in frames if not p] == [0, 0, 1, 2]
     replies = [FMT.unpack(w) for _, p in frames if p for w in payload_to_flits(p, FB, FMT.width)]
+    return frames, replies
+
+
+def test_status_registers_and_errors():
+    dut = HostBridge(layout=LAYOUT, max_flits=4, buffer_flits=8)
+    bad = bytearray(build_frame(1, flits_to_payload([_mesh_flit(random.Random(1))], FB)))
+    bad[4] ^= 0x01                                          # a CRC error
+    reqs = [_request(Op.READ, STATUS["frames"]), _request(Op.READ, STATUS["crc_errors"]),
+            _request(Op.READ, STATUS["duplicates"], src=(1, 2)),
+            _request(Op.READ, STATUS["acks"] + 1), _request(Op.WRITE, STATUS["frames"], 5)]
+    stream = (build_frame(0) + bytes(bad) + build_frame(0)
+              + build_frame(1, flits_to_payload(reqs[:4], FB))
+              + build_frame(2, flits_to_payload(reqs[4:], FB)))
+    frames, replies = _bridge_frames(dut, stream)
+    assert [s for s, p in frames if not p] == [0, 0, 1, 2]
     assert [(r.dst, r.src, Op(r.op), r.addr, r.data) for r in replies] == [
         (HOST, HOST, Op.REPLY, STATUS["frames"], 2),
         (HOST, HOST, Op.REPLY, STATUS["crc_errors"], 1),
@@ -452,25 +460,7 @@ def test_counters_wrap_at_counter_bits():
     n = 260
     stream = b"".join(build_frame(k % 256) for k in range(n)) + build_frame(
         n % 256, flits_to_payload([_request(Op.READ, STATUS["frames"])], FB))
-    tx = bytearray()
-
-    async def feed(ctx):
-        ctx.set(dut.rx.valid, 1)
-        for b in stream:
-            ctx.set(dut.rx.payload, b)
-            await ctx.tick()
-        ctx.set(dut.rx.valid, 0)
-        await ctx.tick().repeat(200)
-
-    async def sink(ctx):
-        ctx.set(dut.tx.ready, 1)
-        async for _, _, v, p in ctx.tick().sample(dut.tx.valid, dut.tx.payload):
-            if v:
-                tx.append(p)
-
-    _simulate(dut, feed, processes=[sink])
-    frames = [parse_frame(f, FB) for f in FrameSplitter().feed(bytes(tx))]
-    replies = [FMT.unpack(w) for _, p in frames if p for w in payload_to_flits(p, FB, FMT.width)]
+    _, replies = _bridge_frames(dut, stream, idle=200)
     assert [(Op(r.op), r.addr, r.data) for r in replies] == [
         (Op.REPLY, STATUS["frames"], (n + 1) % 256)]
     with pytest.raises(ValueError, match="counter_bits"):
