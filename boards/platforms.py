@@ -8,7 +8,8 @@ allowed ones when it is not there.
 ``BoardDesign(board, top, pll)`` is the elaboratable handed to the platform: the
 board clock drives ``top.clk`` directly when no PLL is asked for, else through the
 family's PLL (``clocking``), whose lock is part of the reset; the UART, the LEDs and
-the button are the platform's resources.
+the button are the platform's resources, each requested as raw ports (``dir="-"``)
+and driven through an ``amaranth.lib.io.Buffer``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth import *
+from amaranth.lib import io
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -78,24 +80,30 @@ class BoardDesign(Elaboratable):
         m.submodules.top = top
         locked = Signal(init=1)
         if self.pll is None:
-            m.d.comb += top.clk.eq(platform.request(b.clk, dir="i").i)
+            m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request(b.clk, dir="-"))
+            m.d.comb += top.clk.eq(clk_buf.i)
         else:
             clk = Signal()
             locked = Signal()
+            pad = platform.request(b.clk, dir="-")
             if b.family == "ice40":
-                pad = platform.request(b.clk, dir="-")
                 m.submodules.pll = self.pll.instance(pad.io, clk, locked)
             else:
-                m.submodules.pll = self.pll.instance(platform.request(b.clk, dir="i").i,
-                                                     clk, locked)
+                m.submodules.clk_buf = clk_buf = io.Buffer("i", pad)
+                m.submodules.pll = self.pll.instance(clk_buf.i, clk, locked)
             platform.add_clock_constraint(clk, self.pll.fout_hz)
             m.d.comb += top.clk.eq(clk)
         button = C(0, 1)
         if b.button is not None:
-            button = platform.request(*b.button).i
+            m.submodules.button_buf = button_buf = io.Buffer(
+                "i", platform.request(*b.button, dir="-"))
+            button = button_buf.i
         m.d.comb += top.rst.eq(button | ~locked)
-        uart = platform.request("uart", 0)
-        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx_buf.i), tx_buf.o.eq(top.tx)]
         for k, res in enumerate(b.leds):
-            m.d.comb += platform.request(*res).o.eq(top.led[k])
+            m.submodules[f"led{k}_buf"] = led_buf = io.Buffer("o", platform.request(*res, dir="-"))
+            m.d.comb += led_buf.o.eq(top.led[k])
         return m

@@ -145,8 +145,6 @@ def test_program_without_bitstream_exits_2(capsys, tmp_path):
 
 
 @pytest.mark.synth
-# amaranth-boards' pin requests use the pre-0.5 platform.request form (boards/platforms.py)
-@pytest.mark.filterwarnings("ignore:Using platform.request without:DeprecationWarning")
 def test_build_icebreaker_example(tmp_path):
     """The iCEBreaker example builds, fits and meets 24 MHz (about 4.5 minutes)."""
     report = build_board(load(SMALL), "icebreaker", freq_mhz=24, out_dir=tmp_path)
