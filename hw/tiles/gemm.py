@@ -137,6 +137,7 @@ class GemmParams:
         self.lanes, self.op_bits, self.max_k = lanes, op_bits, max_k
         self.a_words, self.b_words, self.jobs = a_words, b_words, jobs
         self.data_bits, self.addr_bits = data_bits, addr_bits
+        self.status_registers = StatusRegisters(STATUS_REGISTERS, status_base(addr_bits))
         self.operands_per_word = P = data_bits // op_bits
         self.rows_per_b_word = g = P // lanes
         self.sparsity = v["sparsity"]
@@ -225,7 +226,6 @@ class GemmParams:
 
     def manifest(self) -> dict:
         """What a host needs to drive this tile, as the tile derives it."""
-        base = status_base(self.addr_bits)
         return {
             "acc_bits": self.acc_bits,
             "operands_per_word": self.operands_per_word,
@@ -240,7 +240,7 @@ class GemmParams:
                 "meta_group_words": self.meta_group_words, "meta_steps": self.meta_steps}
                if self.sparse else {}),
             "descriptor": layout_positions(self.descriptor_layout),
-            "status_registers": {name: base + k for k, name in enumerate(STATUS_REGISTERS)},
+            "status_registers": dict(self.status_registers.addresses),
         }
 
 
@@ -335,7 +335,7 @@ class GemmDecoder(wiring.Component):
                               req.op.as_value())
             m.d.comb += [self.write.payload.m.eq(in_m), self.read.payload.m.eq(in_m)]
         own = {"errors": errors, "flits_in": flits_in, "words": words}
-        is_status, status_value = StatusRegisters(STATUS_REGISTERS, status_base(p.addr_bits)).read(
+        is_status, status_value = p.status_registers.read(
             m, req.addr, {name: own[name] if name in own else self.status[name]
                           for name in STATUS_REGISTERS})
         m.d.comb += [
