@@ -59,8 +59,12 @@ def build(verilog: str, toplevel: str, *, sim: str | None = None, waves: bool | 
     os.environ["MAKEFLAGS"] = " ".join([flags, *(f for f in MAKE_OPT if f not in flags)]).strip()
     sim = choose_sim(sim)
     waves = _flag("WAVES") if waves is None else waves
+    # The model links against this interpreter's cocotb libraries: a build made by
+    # another virtualenv (whose libraries may since have gone) is not reused.
+    from cocotb_tools.config import libs_dir
     key = hashlib.sha256("\0".join([verilog, toplevel, sim, str(waves),
-                                    json.dumps(VERILATOR_ARGS), json.dumps(MAKE_OPT)]).encode()).hexdigest()[:16]
+                                    json.dumps(VERILATOR_ARGS), json.dumps(MAKE_OPT),
+                                    str(Path(libs_dir).resolve())]).encode()).hexdigest()[:16]
     build_dir = cache_root() / "sim" / f"{toplevel}-{sim}-{key}"
     runner = get_runner(sim)
     with locked(build_dir):
