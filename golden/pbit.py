@@ -79,8 +79,8 @@ import numpy as np
 MASK32 = np.uint32(0xFFFFFFFF)
 LANE_PASS_OVERHEAD = 6
 PARALLEL_RUN_OVERHEAD = 4
-FIELD_PASS_OVERHEAD = 5      # decide: end + 2 drain; updates: end; boundary
-FIELD_INIT_OVERHEAD = 6      # h pass end, row walk end, energy pass end + 2 drain, done
+FIELD_PASS_OVERHEAD = 6      # decide: end + 2 drain; updates: end + 1 drain; boundary
+FIELD_INIT_OVERHEAD = 8      # h pass end, row walk end + 2 drain, energy pass end + 2 drain, done
 FIELD_MODES = ("recompute", "incremental")
 
 

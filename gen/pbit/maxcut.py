@@ -19,7 +19,7 @@ import numpy as np
 
 from ...golden.pbit import PBitFormat, PBitMachine, lane_rows, pbit_seeds
 from ...hw.pbit.array import PBitArray
-from ...hw.pbit.lanes import PBitLanes
+from ...hw.pbit.lanes import PBitLanes, edge_depth_for
 from ..errors import ConfigError
 from . import driver, graph, quant
 from .factor import anneal_schedule
@@ -108,13 +108,13 @@ def maxcut_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1
 def lane_array(gr: graph.Graph, n_colours: int, fmt: PBitFormat, seed: int = 1,
                lanes: int = LANES, fields: str = "recompute", sched_depth: int = 8
                ) -> PBitLanes:
-    """A lane array just deep enough for ``gr`` (edge memory rounded up to 2^k)."""
+    """A lane array just deep enough for ``gr`` (edge memory depth ``edge_depth_for``)."""
     entries = driver.lane_entries(gr.W())
     per_lane = int(np.bincount(np.arange(gr.n) % lanes, weights=entries,
                                minlength=lanes).max())
     if fields == "incremental":          # every lane holds every p-bit's rows
         per_lane = max(per_lane, int(lane_rows(gr.W(), lanes).sum()))
-    return PBitLanes(n=gr.n, lanes=lanes, edge_depth=1 << (per_lane - 1).bit_length(),
+    return PBitLanes(n=gr.n, lanes=lanes, edge_depth=edge_depth_for(per_lane),
                      max_degree=max(1, int(gr.degrees().max())), n_colours=n_colours,
                      seeds=pbit_seeds(seed, gr.n), word_bits=32, fields=fields,
                      sched_depth=sched_depth, **fmt_kwargs(fmt))

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...golden.pbit import PBitFormat, lane_rows, pbit_seeds
 from ...hw.noc.packet import Op
+from ...hw.pbit.lanes import edge_depth_for
 from ...hw.tiles.pbit import PARALLEL_MAX_N, PBitTileParams
 from ..errors import ConfigError
 from . import driver
@@ -60,7 +61,7 @@ def sized_for(values: dict, J, n_colours: int, arch: str = "auto") -> dict:
             Jn = np.zeros((n, n), dtype=np.int64)
             Jn[:len(J), :len(J)] = J
             depth = max(depth, int(lane_rows(Jn, lanes).sum()))
-        v["edge_depth"] = 1 << (depth - 1).bit_length()
+        v["edge_depth"] = edge_depth_for(depth)
         v["max_degree"] = max(1, int((J != 0).sum(axis=1).max(initial=0)))
     return v
 

@@ -84,6 +84,12 @@ def field_edge_layout(node_slot_bits: int, w_bits: int, nbr_bits: int) -> data.S
     return data.StructLayout({"dst": node_slot_bits, "j": signed(w_bits), "src": nbr_bits})
 
 
+def field_row_layout(node_slot_bits: int, w_bits: int) -> data.StructLayout:
+    """What a lane's edge memory keeps of an incremental-fields EDGE word: ``dst`` and
+    ``J`` (a row's ``src`` is the same in every lane; the array keeps one copy)."""
+    return data.StructLayout({"dst": node_slot_bits, "j": signed(w_bits)})
+
+
 def field_node_layout(node_slot_bits: int, h_bits: int, colour_bits: int, base_bits: int,
                       rows_bits: int) -> data.StructLayout:
     """NODE data of the lanes array with incremental fields: ``node_layout`` and the p-bit's

@@ -10,10 +10,12 @@ lanes, so the decisions are those of the golden model given the same field); eve
 flip of p-bit i then adds 2 J_ij m_i(new) to each neighbour's field.
 
 Storage (programmed by ``gen.pbit.driver``; ``LaneOp`` words, ``slot`` = lane):
-  * edge memory (``field_edge_layout`` {dst, J, src}): the rows of every p-bit i,
-    ``base_i .. base_i + rows_i - 1``, at the same addresses in every lane; lane d's
-    row k of i is i's k-th neighbour among lane d's p-bits (``dst`` = its slot), or
-    J = 0 padding. rows_i = max_d (i's neighbours in lane d) (``golden.pbit.lane_rows``);
+  * edge memory (EDGE words, ``field_edge_layout`` {dst, J, src}): the rows of every
+    p-bit i, ``base_i .. base_i + rows_i - 1``, at the same addresses in every lane;
+    lane d's row k of i is i's k-th neighbour among lane d's p-bits (``dst`` = its
+    slot), or J = 0 padding. rows_i = max_d (i's neighbours in lane d)
+    (``golden.pbit.lane_rows``). A lane keeps {dst, J} (``field_row_layout``); ``src``
+    (= i, the same in every lane) is kept once, by the controller, from lane 0's words;
   * node table (``field_node_layout`` {slot, h, colour, clamp, base, rows}), sorted by
     colour with clamped p-bits last, as in the recomputing lanes;
   * ``COUNT`` index 0: node-table entries of lane ``slot``; index 1: R = sum_i rows_i
@@ -22,19 +24,25 @@ Storage (programmed by ``gen.pbit.driver``; ``LaneOp`` words, ``slot`` = lane):
 Timing (N = ceil(n / lanes) node entries per lane, W_c = the most unclamped colour-c
 p-bits in a lane):
   * a run (and a READ) starts with h into every field (N + 1 cycles), a walk of all R
-    rows adding J m_src (R + 1), and an energy pass summing m (F + h) (N + 3), then
-    one cycle to load the energy: 2 N + R + 6 (``FIELD_INIT_OVERHEAD``);
+    rows adding J m_src (R + 3), and an energy pass summing m (F + h) (N + 3), then
+    one cycle to load the energy: 2 N + R + 8 (``FIELD_INIT_OVERHEAD``);
   * colour c: decide (W_c + 1 cycles, 2 of drain), then the flips' rows, lanes in
     order, one row of one flip per cycle in every lane (sum of rows_i over the flips
-    with rows, + 1), then the boundary cycle: W_c + sum rows_i + 5
+    with rows, + 2), then the boundary cycle: W_c + sum rows_i + 6
     (``FIELD_PASS_OVERHEAD``).
+  * The row path (``ROW_STAGES``): the controller registers the row it selects (t+1);
+    each lane reads its edge memory (t+2) and registers the entry (t+3), reads the
+    field at ``dst`` with m_src from the controller (t+3: the flip's new spin, carried
+    in its queue entry, or in the walk the spin of the controller's ``src`` copy), and
+    writes it (t+4). No memory output drives another memory's address or a long
+    broadcast in the cycle it appears.
   * Hazard rule: colour c+1 reads no field before colour c's last field write. The
-    row walk of colour c ends (its last write is in the boundary cycle) before the
-    first decision read of colour c+1 (the cycle after); fields of one colour are
-    never written while that colour decides, since a flip only touches neighbours,
-    and the colouring gives neighbours other colours. The field memory's read port is
-    transparent to its write port, so back-to-back rows that update the same field
-    read the value just written.
+    row walk of colour c ends (its last write is in the first decision cycle of
+    colour c+1, whose read is transparent to it) before the first decision read of
+    colour c+1; fields of one colour are never written while that colour decides,
+    since a flip only touches neighbours, and the colouring gives neighbours other
+    colours. The field memory's read port is transparent to its write port, so
+    back-to-back rows that update the same field read the value just written.
   * Limit: a flip costs rows_i >= ceil(deg_i / lanes) cycles and flips are applied one
     at a time, so at most one flip per cycle (1/mean rows_i); with flip rate rho per
     decision, decisions per cycle are at most n / (N + rho sum_i rows_i).
@@ -49,13 +57,13 @@ from amaranth.lib.wiring import In, Out
 from ..arith import bits_for, tree_sum
 from ..prng import xorshift32
 from .array import ControlState, tanh_index, tanh_table
-from .control import LaneOp
+from .control import LaneOp, field_row_layout
 
 DECIDE_DRAIN = 2      # cycles after the end of a decision walk until its last flip lands
+ROW_STAGES = 4        # a row selected at t writes its field at t + ROW_STAGES
 
 
-def field_bus(*, ctrl_layout, colour_bits: int, beta_bits: int, spin_bits: int,
-              row_bits: int, lanes: int):
+def field_bus(*, ctrl_layout, colour_bits: int, beta_bits: int, row_bits: int, lanes: int):
     """What the controller drives into every field lane."""
     return wiring.Signature({
         "ctrl": Out(ctrl_layout), "write": Out(1),    # the ctrl word accepted this cycle
@@ -65,16 +73,16 @@ def field_bus(*, ctrl_layout, colour_bits: int, beta_bits: int, spin_bits: int,
         "rewind": Out(1),          # node pointer back to the first entry
         "clear": Out(1),           # energy accumulators and flip queues restart
         "colour": Out(colour_bits), "beta": Out(beta_bits),
-        "spins": Out(spin_bits),   # p-bit i at bit i (lane i mod lanes, slot i div lanes)
-        "row_valid": Out(1), "row": Out(row_bits),    # the row every lane applies
+        "row_valid": Out(1), "row": Out(row_bits),    # the row every lane applies (t+1)
         "double": Out(1),          # rows add 2 J m_src (a flip), not J m_src (the init)
+        "m_src": Out(1),           # the row's source spin, two cycles after its row (t+3)
         "pop": Out(lanes),         # lane l's queue head is done
     })
 
 
 def queue_layout(*, row_bits: int, rows_bits: int):
-    """A queued flip: the flipped p-bit's rows."""
-    return data.StructLayout({"base": row_bits, "rows": rows_bits})
+    """A queued flip: the flipped p-bit's rows and its new spin."""
+    return data.StructLayout({"base": row_bits, "rows": rows_bits, "m": 1})
 
 
 class FieldLane(wiring.Component):
@@ -87,11 +95,12 @@ class FieldLane(wiring.Component):
     row, read the field at ``dst``, write F + (J or 2 J) m_src.
     """
 
-    def __init__(self, *, bus, lane: int, lanes: int, edge_layout, node_layout, queue,
-                 edge_depth: int, slots: int, field_bits: int, energy_bits: int,
+    def __init__(self, *, bus, lane: int, lanes: int, edge_layout, row_layout, node_layout,
+                 queue, edge_depth: int, slots: int, field_bits: int, energy_bits: int,
                  rand_bits: int, tanh: list, shift: int, seeds: list):
         self._lane, self._lanes, self._slots = lane, lanes, slots
-        self._edge_layout, self._node_layout = edge_layout, node_layout
+        self._edge_layout, self._row_layout = edge_layout, row_layout
+        self._node_layout = node_layout
         self._queue, self._edge_depth = queue, edge_depth
         self._field_bits, self._rand_bits = field_bits, rand_bits
         self._tanh, self._shift, self._seeds = tanh, shift, seeds
@@ -108,7 +117,7 @@ class FieldLane(wiring.Component):
         half = 1 << (rb - 1)
         ctrl = bus.ctrl
         depth = max(2, S)                     # 2: no 0-bit address
-        m.submodules.edges = emem = memory.Memory(shape=self._edge_layout,
+        m.submodules.edges = emem = memory.Memory(shape=self._row_layout,
                                                   depth=max(2, self._edge_depth), init=[])
         m.submodules.nodes = nmem = memory.Memory(shape=self._node_layout, depth=depth,
                                                   init=[])
@@ -122,7 +131,8 @@ class FieldLane(wiring.Component):
         # -- programming ----------------------------------------------------------------
         mine = bus.write & ((ctrl.slot == self._lane) if self._lanes > 1 else Const(1))
         ew, nw = emem.write_port(), nmem.write_port()
-        m.d.comb += [ew.addr.eq(ctrl.index), ew.data.eq(ctrl.data),
+        word = data.View(self._edge_layout, ctrl.data[:self._edge_layout.size])
+        m.d.comb += [ew.addr.eq(ctrl.index), ew.data.dst.eq(word.dst), ew.data.j.eq(word.j),
                      ew.en.eq(mine & (ctrl.op == LaneOp.EDGE)),
                      nw.addr.eq(ctrl.index), nw.data.eq(ctrl.data),
                      nw.en.eq(mine & (ctrl.op == LaneOp.NODE))]
@@ -152,14 +162,16 @@ class FieldLane(wiring.Component):
         fw = fmem.write_port()
         fr = fmem.read_port(domain="sync", transparent_for=(fw,))
 
-        # -- row walk: r1 has the row, r2 its field; writes F + delta ---------------------
+        # -- row walk (bus.row at t+1): the entry (t+2), registered (r1, t+3) reads the
+        # field at dst; r2 (t+4) writes F + delta -----------------------------------
         er = emem.read_port(domain="sync")
         m.d.comb += er.addr.eq(bus.row)
-        e = er.data
-        r1, d1, r2 = Signal(), Signal(), Signal()
-        m.d.sync += [r1.eq(bus.row_valid), d1.eq(bus.double), r2.eq(r1)]
+        e = Signal(self._row_layout)
+        r0, d0, r1, d1, r2 = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [r0.eq(bus.row_valid), d0.eq(bus.double), e.eq(er.data),
+                     r1.eq(r0), d1.eq(d0), r2.eq(r1)]
         term = Signal(signed(len(e.j) + 2))
-        m.d.comb += term.eq(Mux(bus.spins.bit_select(e.src, 1), e.j, -e.j))
+        m.d.comb += term.eq(Mux(bus.m_src, e.j, -e.j))
         dst2 = Signal.like(e.dst)
         delta2 = Signal.like(term)
         m.d.sync += [dst2.eq(e.dst), delta2.eq(Mux(d1, term << 1, term))]
@@ -229,7 +241,7 @@ class FieldLane(wiring.Component):
         qr = qmem.read_port(domain="sync", transparent_for=(qw,))
         wptr, qptr, qptr_nx = Signal(range(S + 1)), Signal(range(S + 1)), Signal(range(S + 1))
         m.d.comb += [qw.addr.eq(wptr), qw.data.base.eq(base3), qw.data.rows.eq(rows3),
-                     qw.en.eq(push),
+                     qw.data.m.eq(up), qw.en.eq(push),
                      qptr_nx.eq(Mux(bus.clear, 0, qptr + bus.pop[self._lane])),
                      qr.addr.eq(qptr_nx),
                      self.queued.eq(qptr != wptr), self.head.eq(qr.data)]
@@ -243,6 +255,7 @@ def lane(array, lane: int, bus):
     seeds = [array._seeds[s * P + lane] if s * P + lane < n else 1 for s in range(S)]
     return FieldLane(
         bus=bus, lane=lane, lanes=P, edge_layout=array.edge_layout,
+        row_layout=field_row_layout(array.node_slot_bits, array._w_bits),
         node_layout=array.node_layout, queue=array.queue_layout,
         edge_depth=array._edge_depth, slots=S, field_bits=array.field_bits,
         energy_bits=array.energy_bits, rand_bits=array._rand_bits,
@@ -256,8 +269,7 @@ def elaborate(array) -> Module:
     m = Module()
     n, P, S, eb = array.n, array._lanes, array.slots, array.energy_bits
     bus_sig = field_bus(ctrl_layout=array.ctrl_layout, colour_bits=array.colour_bits,
-                        beta_bits=array._beta_bits, spin_bits=S * P,
-                        row_bits=array.row_bits, lanes=P)
+                        beta_bits=array._beta_bits, row_bits=array.row_bits, lanes=P)
     bus = bus_sig.create(path=("bus",))
     lanes = []
     for l in range(P):
@@ -265,8 +277,7 @@ def elaborate(array) -> Module:
         lanes.append(u)
     wiring.connect(m, bus, *(u.bus for u in lanes))
     spins = Signal(S * P)
-    m.d.comb += [spins.eq(Cat(lanes[l].own[s] for s in range(S) for l in range(P))),
-                 bus.spins.eq(spins)]
+    m.d.comb += spins.eq(Cat(lanes[l].own[s] for s in range(S) for l in range(P)))
     any_work, any_queued = Signal(), Signal()
     de_sum = Signal(signed(eb))
     ee_sum = Signal(signed(eb + P.bit_length()))
@@ -287,7 +298,25 @@ def elaborate(array) -> Module:
     total_rows = Signal(range(array._edge_depth + 1))
     with m.If(wr(LaneOp.COUNT) & (c.ctrl.index == 1)):
         m.d.sync += total_rows.eq(c.ctrl.data)
-    walk = Signal(range(array._edge_depth + 1))
+    walk = Signal(range(array._edge_depth + ROW_STAGES))
+
+    # The row every lane applies, chosen at t (sel_*) and registered onto the bus (t+1).
+    # m_src reaches the bus at t+3: a flip's new spin from its queue entry, or in the walk
+    # spins[src] with src from the controller's copy (lane 0's EDGE words).
+    sel_row, sel_valid = Signal.like(bus.row), Signal()
+    sel_double, sel_m, sel_walk = Signal(), Signal(), Signal()
+    m.d.sync += [bus.row.eq(sel_row), bus.row_valid.eq(sel_valid), bus.double.eq(sel_double)]
+    m.submodules.src = smem = memory.Memory(shape=unsigned(array.nbr_bits),
+                                            depth=max(2, array._edge_depth), init=[])
+    edge_word = data.View(array.edge_layout, c.ctrl.data[:array.edge_layout.size])
+    sw, sr = smem.write_port(), smem.read_port(domain="sync")
+    slot0 = (c.ctrl.slot == 0) if P > 1 else Const(1)
+    m.d.comb += [sw.addr.eq(c.ctrl.index), sw.data.eq(edge_word.src),
+                 sw.en.eq(wr(LaneOp.EDGE) & slot0), sr.addr.eq(sel_row)]
+    m1, w1, m2, w2 = Signal(), Signal(), Signal(), Signal()
+    src_q = Signal(array.nbr_bits)
+    m.d.sync += [m1.eq(sel_m), w1.eq(sel_walk), m2.eq(m1), w2.eq(w1), src_q.eq(sr.data),
+                 bus.m_src.eq(Mux(w2, spins.bit_select(src_q, 1), m2))]
 
     # The row sequencer: the lowest lane with a queued flip sends that flip's rows.
     head = Signal(array.queue_layout)
@@ -321,10 +350,11 @@ def elaborate(array) -> Module:
                 m.d.sync += [bus.init_h.eq(0), walk.eq(0)]
                 m.next = "WALK"
         with m.State("WALK"):
+            # rows 0 .. R-1, then ROW_STAGES - 2 cycles until the last field write lands
             m.d.comb += [array.running.eq(~reading), bus.rewind.eq(1),
-                         bus.row.eq(walk), bus.row_valid.eq(walk != total_rows)]
+                         sel_row.eq(walk), sel_valid.eq(walk < total_rows), sel_walk.eq(1)]
             m.d.sync += [cycles.eq(cycles + ~reading), walk.eq(walk + 1)]
-            with m.If(walk == total_rows):
+            with m.If(walk == total_rows + (ROW_STAGES - 2)):
                 m.d.sync += bus.energy_mode.eq(1)
                 m.next = "EPASS"
         with m.State("EPASS"):
@@ -363,17 +393,22 @@ def elaborate(array) -> Module:
                 m.next = "ROWS"
         with m.State("ROWS"):
             # every lane applies row base + k of the selected flip; the last row pops it
-            m.d.comb += [array.running.eq(1), bus.row_valid.eq(any_queued),
-                         bus.row.eq(head.base + k), bus.double.eq(1)]
+            m.d.comb += [array.running.eq(1), sel_valid.eq(any_queued),
+                         sel_row.eq(head.base + k), sel_double.eq(1), sel_m.eq(head.m)]
             m.d.sync += [cycles.eq(cycles + 1), update_cycles.eq(update_cycles + 1)]
             with m.If(any_queued):
                 m.d.sync += k.eq(Mux(last_row, 0, k + 1))
                 with m.If(last_row):
                     m.d.comb += bus.pop.eq(first)
             with m.Else():
-                m.next = "BOUNDARY"
+                m.next = "RDRAIN"
+        with m.State("RDRAIN"):
+            # one more cycle for the row path: the last write lands as colour c+1 reads
+            m.d.comb += array.running.eq(1)
+            m.d.sync += [cycles.eq(cycles + 1), update_cycles.eq(update_cycles + 1)]
+            m.next = "BOUNDARY"
         with m.State("BOUNDARY"):
-            # the last row's field write lands now: colour c+1 reads from the next cycle
+            # colour c+1 reads from the next cycle, when the last row's field write lands
             m.d.comb += array.running.eq(1)
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(~(sched.sample_due & rec.busy)):

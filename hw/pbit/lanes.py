@@ -71,6 +71,17 @@ from .control import (
 
 DRAIN = 4            # pipeline stages after the issue stage that still hold a p-bit
 FIELDS = ("recompute", "incremental")
+EDGE_BLOCK = 1024    # entries of one ECP5 DP16KD block RAM at 18 bits wide
+
+
+def edge_depth_for(entries: int) -> int:
+    """An edge memory depth for ``entries`` entries: the next power of two up to
+    ``EDGE_BLOCK``, then the next multiple of ``EDGE_BLOCK``, so that no block RAM is
+    spent on rows a build cannot use."""
+    entries = max(1, int(entries))
+    if entries <= EDGE_BLOCK:
+        return 1 << (entries - 1).bit_length()
+    return -(-entries // EDGE_BLOCK) * EDGE_BLOCK
 
 
 def lane_bus(*, ctrl_layout, colour_bits: int, beta_bits: int, spin_bits: int):
