@@ -1,4 +1,4 @@
-"""``PBitArray``: a graph-coloured array of fixed-point p-bits with one adder tree each.
+"""``PBitArray``: a graph-coloured array of fixed-point p-bits, each field one add of tables.
 
 Contract
 --------
@@ -34,7 +34,7 @@ Ports
 
 Structure: ``PBitArray`` is the controller (the run state machine, the energy and best
 state) around an ``UpdateEngine`` (the programmed J, h, colours and clamps, the spins,
-the generators, the field trees and the update decisions), a ``control.Schedule`` (the
+the generators, the field tables and the update decisions), a ``control.Schedule`` (the
 beta schedule and its walk) and a ``control.Recorder`` (the ``out`` records).
 ``PBitPorts`` (ports, layouts, formats) and ``ControlState`` (the controller's shared
 registers, schedule and recorder) are what ``PBitLanes`` shares with it.
@@ -58,9 +58,9 @@ Timing and guarantees
     table read and two comparisons in the update cycle); k > 0 is the quantile rule
     (``golden.pbit``): a p-bit compares its field with a threshold made for it while its
     previous update was made (block-RAM table and product per group, off the update
-    path), so the update cycle is one adder tree of the field's terms and -T - 1, and
-    its sign. A run of C classes then starts max(0, C - 2 - L) cycles later, and a
-    one-class run waits a cycle between sweeps.
+    path), so the update cycle is the sign of the field's table reads and -T - 1 (one
+    carry-save level and one carry chain). A run of C classes then starts
+    max(0, C - 2 - L) cycles later, and a one-class run waits a cycle between sweeps.
   * A p-bit's xorshift32 generator advances only when that p-bit updates.
   * Energy is exact: computed once per run from scratch, then updated by
     2 m_i F_i for every flip (requires J symmetric with a zero diagonal); the best
@@ -73,7 +73,7 @@ from __future__ import annotations
 import enum
 import math
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -156,6 +156,44 @@ def _or_all(values):
     return out
 
 
+def _pairs(degree: int) -> list[tuple]:
+    """The neighbour slots of a p-bit taken two at a time (one pair of none if isolated)."""
+    return [tuple(range(k, min(k + 2, degree))) for k in range(0, degree, 2)] or [()]
+
+
+def _pattern_sum(weights, slots, pattern: int):
+    """sum_b J[slots[b]] m_b with m_b = +1 where bit b of ``pattern`` is set, else -1."""
+    total = C(0, 1)
+    for b, k in enumerate(slots):
+        total = total + (weights[k] if pattern >> b & 1 else -weights[k])
+    return total
+
+
+def _pick(regs, sel):
+    """regs[sel]: a multiplexer of registers (the only one when there is one)."""
+    return regs[0] if len(regs) == 1 else Array(regs)[sel]
+
+
+def sign_of_sum(m, ops, name: str):
+    """1 where sum(ops) >= 0: carry-save adders (one logic level each) reduce ``ops`` to
+    two, then one carry chain; every value is taken modulo 2^W, W wide enough for the
+    exact sum, so its top bit is the sign."""
+    W = max(len(op) for op in ops) + max(1, (len(ops) - 1).bit_length())
+    vals = []
+    for k, op in enumerate(ops):
+        v = Signal(W, name=f"{name}_op{k}")
+        m.d.comb += v.eq(op.as_signed() if op.shape().signed else op)
+        vals.append(v)
+    while len(vals) > 2:
+        a, b, c = vals[:3]
+        s, cy = Signal(W, name=f"{name}_s{len(vals)}"), Signal(W, name=f"{name}_c{len(vals)}")
+        m.d.comb += [s.eq(a ^ b ^ c), cy.eq(((a & b) | (a & c) | (b & c)) << 1)]
+        vals = vals[3:] + [s, cy]
+    total = Signal(W, name=f"{name}_sum")
+    m.d.comb += total.eq(vals[0] + vals[1] if len(vals) == 2 else vals[0])
+    return ~total[W - 1]
+
+
 class UpdateEngine(wiring.Component):
     """The p-bits of a ``PBitArray``: programmed registers, spins, generators and updates.
 
@@ -166,8 +204,8 @@ class UpdateEngine(wiring.Component):
     next draw (the seed's successor at first), so the draw is a register.
 
     ``quantile`` (the quantile rule, ``golden.pbit``): every p-bit holds the threshold T
-    of its next update and an update is F > T, the sign of one adder tree (no comparison
-    after it). T is made in two stages per group (p-bits of different colours share
+    of its next update and an update is F > T, the sign of F + ~T (``sign_of_sum``; no
+    comparison after it). T is made in two stages per group (p-bits of different colours share
     them): A reads Q[v] from block RAM for the draw after the one being used by the
     member updating now, at ``ahead_beta`` (the beta of the next sweep), or with
     ``ahead`` for the next draw of the member of colour ``ahead_colour`` (a run's first
@@ -176,8 +214,14 @@ class UpdateEngine(wiring.Component):
     did.
     ``total``: the sum of the energy terms registered ``energy_stages`` + 1 cycles
     before (their tree is registered every two levels, ``pipelined_sum``): 2 m_i F_i of
-    every flip of a ``step`` cycle, or with ``init_mode`` m_i (F_i + h_i) of every
-    p-bit (twice the energy, negated).
+    every flip of a ``step`` cycle, or with ``init_mode`` 2 m_i (F_i + h_i) of every
+    p-bit (four times the energy, negated).
+
+    Fields: the neighbours of a p-bit are taken two at a time and each pair's
+    sum J_a m_a + J_b m_b over its four spin patterns is a register (the first pair's
+    with h_i added, and with 2 h_i for ``init_mode``), remade every cycle from J and h;
+    F_i is the sum of one read per pair (for degree 4, one add), and an energy term is
+    one add too (a negated pair table is the same table at the inverted pattern).
     """
 
     def __init__(self, *, neighbours, share, seeds, ctrl_layout, colour_bits: int,
@@ -228,47 +272,91 @@ class UpdateEngine(wiring.Component):
                 with m.If(wr(Op.J, i) & (ctrl.slot == k)):
                     m.d.sync += J[i][k].eq(j_data.j)
 
-        fields, field_terms = [], []
+        # The field from pair tables (``_pairs``): for every pair of neighbours, the sum
+        # of their J m over the pair's four spin patterns is a register, the first pair's
+        # with h added (``ftab``; ``itab``: 2h, for the energy from scratch), so a field
+        # is one add of table reads. The tables follow J and h a cycle after a write (a
+        # run or READ is at least two cycles after its last write).
+        ftabs, itabs, ptabs, sels = [], [], [], []
+        tw = max(self._h_bits + 1, self._w_bits + 2) + 1
         for i in range(n):
-            terms = [Mux(spin[j], J[i][k], -J[i][k]) for k, j in enumerate(nbrs[i])]
-            field = Signal(signed(fb), name=f"field{i}")
-            m.d.comb += field.eq(tree_sum(terms + [h[i]], m))   # one carry chain per add
-            fields.append(field)
-            field_terms.append(terms)
+            pairs = _pairs(len(nbrs[i]))
+            sels.append([Cat(*[spin[nbrs[i][k]] for k in slots]) for slots in pairs])
+            ptab = []
+            for p, slots in enumerate(pairs):
+                regs = []
+                for c in range(1 << len(slots)):
+                    psum = _pattern_sum(J[i], slots, c)
+                    if p == 0:
+                        f = Signal(signed(tw), name=f"ftab{i}_{c}")
+                        g = Signal(signed(tw), name=f"itab{i}_{c}")
+                        m.d.sync += [f.eq(h[i] + psum), g.eq((h[i] << 1) + psum)]
+                        regs.append((f, g))
+                    else:
+                        r = Signal(signed(self._w_bits + 2), name=f"ptab{i}_{p}_{c}")
+                        m.d.sync += r.eq(psum)
+                        regs.append(r)
+                if p == 0:
+                    ftabs.append([f for f, _ in regs])
+                    itabs.append([g for _, g in regs])
+                else:
+                    ptab.append(regs)
+            ptabs.append(ptab)
+
+        # field_ops[i]: the table reads whose sum is F_i
+        field_ops = [[_pick(ftabs[i], sels[i][0])] +
+                     [_pick(ptabs[i][p], sels[i][p + 1]) for p in range(len(ptabs[i]))]
+                     for i in range(n)]
 
         upd = [Signal(name=f"upd{i}") for i in range(n)]
         for i in range(n):
             m.d.comb += upd[i].eq(self.step & (colour[i] == self.colour) & ~clamp[i])
 
-        def group_field(g, grp):
-            if len(grp) == 1:
-                return fields[grp[0]]
-            gfield = Signal(signed(fb), name=f"gfield{g}")
-            # same bits: the members' colours differ, so at most one is selected
-            m.d.comb += gfield.eq(_or_all([
-                Mux((colour[i] == self.colour) & ~clamp[i], fields[i].as_unsigned(), 0)
-                for i in grp]))
-            return gfield
-
         if self._quantile is not None:
-            ups = self._quantile_updates(m, rng, colour, field_terms, h)
+            ups = self._quantile_updates(m, rng, colour, field_ops)
         else:
+            fields = []
+            for i in range(n):
+                field = Signal(signed(fb), name=f"field{i}")
+                m.d.comb += field.eq(tree_sum(field_ops[i], m))
+                fields.append(field)
+
+            def group_field(g, grp):
+                if len(grp) == 1:
+                    return fields[grp[0]]
+                gfield = Signal(signed(fb), name=f"gfield{g}")
+                # same bits: the members' colours differ, so at most one is selected
+                m.d.comb += gfield.eq(_or_all([
+                    Mux((colour[i] == self.colour) & ~clamp[i], fields[i].as_unsigned(), 0)
+                    for i in grp]))
+                return gfield
+
             ups = self._table_updates(m, rng, group_field)
 
         spin_next = Signal(n)
         terms = []
         for i in range(n):
-            field, up = fields[i], ups[i]
+            up = ups[i]
             m.d.comb += spin_next[i].eq(Mux(upd[i], up, spin[i]))
             with m.If(upd[i]):
                 m.d.sync += rng[i].eq(xorshift32(rng[i]))
-            flip_term = Mux(upd[i] & (up != spin[i]), Mux(spin[i], field << 1, -(field << 1)),
-                            0)
-            init_term = Mux(spin[i], field + h[i], -(field + h[i]))
+            # 2 m_i (A + sum_p P_p) with m_i the spin before the update, A = h_i + P_0
+            # (a flip: 2 m_i F_i) or 2 h_i + P_0 (init_mode: 2 m_i (F_i + h_i)), as one add:
+            # -A = ~A + 1, and a pair table negated is the table at the inverted pattern.
+            neg = ~spin[i]
+            a_i = _pick(ftabs[i] + itabs[i], Cat(sels[i][0], self.init_mode))
+            ops = [Cat(neg, Mux(spin[i], a_i, ~a_i)).as_signed()]
+            for p, tab in enumerate(ptabs[i]):
+                sel = sels[i][p + 1]
+                ops.append(Cat(neg if p == 0 else C(0, 1),
+                               _pick(tab, sel ^ neg.replicate(len(sel)))).as_signed())
+            if not ptabs[i]:
+                ops.append(neg)
+            active = self.init_mode | (upd[i] & (up != spin[i]))
             # Registered, so the energy tree and best-state update run in the two
             # cycles after the update instead of lengthening it.
             term = Signal(signed(fb + 2), name=f"eterm{i}")
-            m.d.sync += term.eq(Mux(self.init_mode, init_term, flip_term))
+            m.d.sync += term.eq(Mux(active, tree_sum(ops, m), 0))
             terms.append(term)
         m.d.comb += self.total.eq(pipelined_sum(m, terms, name="esum"))
 
@@ -279,10 +367,10 @@ class UpdateEngine(wiring.Component):
                 m.d.sync += spin[i].eq(ctrl.data[0])
         return m
 
-    def _quantile_updates(self, m, rng, colour, field_terms, h):
-        """up_i = F_i > T_i, the sign of a tree of the field's terms and the register
-        h_i - T_i - 1 (no comparison after the tree), beside the field tree the energy
-        terms use; the two stages that write the register (see the class docstring)."""
+    def _quantile_updates(self, m, rng, colour, field_ops):
+        """up_i = F_i > T_i, i.e. F_i + ~T_i >= 0: the sign of the field's table reads and
+        the register ~T_i (``sign_of_sum``: a carry-save level and one carry chain), and
+        the two stages that write T_i (see the class docstring)."""
         q = self._quantile
         table, recips, sh, zb = q["table"], q["recips"], q["shift"], q["z_bits"]
         qshape = signed(max(-min(table), max(table) + 1).bit_length() + 1)
@@ -291,8 +379,7 @@ class UpdateEngine(wiring.Component):
         tmax = tmax >> sh if sh >= 0 else tmax << -sh
         tshape = signed(tmax.bit_length() + 1)
         n, cb = self._n, self._colour_bits
-        hshape = signed(max(tshape.width, self._h_bits) + 2)
-        ht = [Signal(hshape, name=f"hthr{i}") for i in range(n)]      # h_i - T_i - 1
+        thr = [Signal(tshape, name=f"thr{i}") for i in range(n)]      # T_i
 
         # stage A: the member and its bin, and R(beta) for the whole array
         m.submodules.recip = rmem = memory.Memory(shape=rshape, depth=len(recips), init=recips)
@@ -324,13 +411,8 @@ class UpdateEngine(wiring.Component):
             m.d.comb += t_new.eq(prod >> sh if sh >= 0 else prod << -sh)
             for i in grp:
                 with m.If(valid_b & (colour[i] == colour_b)):
-                    m.d.sync += ht[i].eq(h[i] - t_new - 1)
-        ups = []
-        for i in range(n):
-            d = Signal(signed(self._field_bits + hshape.width), name=f"fdec{i}")
-            m.d.comb += d.eq(tree_sum(field_terms[i] + [ht[i]], m))
-            ups.append(~d[-1])                                # F - T - 1 >= 0
-        return ups
+                    m.d.sync += thr[i].eq(t_new)
+        return [sign_of_sum(m, field_ops[i] + [~thr[i]], f"fdec{i}") for i in range(n)]
 
     def _table_updates(self, m, rng, group_field):
         """up_i from the tanh table: u < 1/2 -+ T[round(beta |F| / 2^s)], one product and
@@ -559,7 +641,9 @@ class PBitArray(PBitPorts):
             nxt = Signal(n, name=f"spin_pipe{k}")
             m.d.sync += nxt.eq(spin_at)
             spin_at = nxt
-        c = ControlState(m, self, spins=spin_at, delta=engine.total, terms=engine.total)
+        # (init_mode terms are 2 m_i (F_i + h_i): their sum is four times -E)
+        c = ControlState(m, self, spins=spin_at, delta=engine.total,
+                         terms=engine.total >> 1)
         sched, rec, wr = c.sched, c.rec, c.wr
         m.d.comb += [engine.ctrl.eq(c.ctrl), engine.write.eq(c.take),
                      engine.colour.eq(sched.colour), engine.beta.eq(sched.beta),
