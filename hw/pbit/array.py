@@ -205,13 +205,15 @@ class UpdateEngine(wiring.Component):
 
     ``quantile`` (the quantile rule, ``golden.pbit``): every p-bit holds the threshold T
     of its next update and an update is F > T, the sign of F + ~T (``sign_of_sum``; no
-    comparison after it). T is made in two stages per group (p-bits of different colours share
-    them): A reads Q[v] from block RAM for the draw after the one being used by the
-    member updating now, at ``ahead_beta`` (the beta of the next sweep), or with
-    ``ahead`` for the next draw of the member of colour ``ahead_colour`` (a run's first
-    updates); B multiplies by R(beta) and writes that member's T. A member's T is ready
-    two cycles after its stage A, so a class may update again two cycles after it last
-    did.
+    comparison after it). T is made in three stages per group (p-bits of different
+    colours share them): A reads Q[v] from block RAM for the draw after the one being
+    used by the member updating now, at ``beta_next`` (the beta of the next sweep), or
+    with ``ahead`` for the next draw of the member of colour ``ahead_colour`` at
+    ``beta`` (a run's first updates), and registers R of both betas (tables in logic);
+    B multiplies Q by the R it needs into a register; C writes that member's T, and a
+    decision in stage C takes T from the product register instead. A member's T is
+    thus ready two cycles after its stage A, so a class may update again two cycles
+    after it last did.
     ``total``: the sum of the energy terms registered ``energy_stages`` + 1 cycles
     before (their tree is registered every two levels, ``pipelined_sum``): 2 m_i F_i of
     every flip of a ``step`` cycle, or with ``init_mode`` 2 m_i (F_i + h_i) of every
@@ -237,7 +239,7 @@ class UpdateEngine(wiring.Component):
         super().__init__({
             "ctrl": In(ctrl_layout), "write": In(1),
             "colour": In(colour_bits), "beta": In(beta_bits),
-            "ahead": In(1), "ahead_colour": In(colour_bits), "ahead_beta": In(beta_bits),
+            "ahead": In(1), "ahead_colour": In(colour_bits), "beta_next": In(beta_bits),
             "step": In(1), "init_mode": In(1),
             "spin": Out(n, init=(1 << n) - 1),
             "total": Out(signed(energy_bits + 2)),
@@ -380,17 +382,26 @@ class UpdateEngine(wiring.Component):
         tshape = signed(tmax.bit_length() + 1)
         n, cb = self._n, self._colour_bits
         thr = [Signal(tshape, name=f"thr{i}") for i in range(n)]      # T_i
+        t_use = [None] * n
 
-        # stage A: the member and its bin, and R(beta) for the whole array
-        m.submodules.recip = rmem = memory.Memory(shape=rshape, depth=len(recips), init=recips)
-        rrp = rmem.read_port(domain="comb")
-        valid_b = Signal()
+        # stage A: the member and its bin, and R(beta) for the whole array: R of this
+        # sweep's and of the next sweep's beta from a table in logic into registers
+        # (block RAM's clock-to-output would precede the product), the next sweep's
+        # when stepping (``step_b``)
+        recip_c, recip_n = Signal(rshape), Signal(rshape)
+        for name, beta, reg in (("recip", self.beta, recip_c),
+                                ("recip_next", self.beta_next, recip_n)):
+            m.submodules[name] = rmem = memory.Memory(
+                shape=rshape, depth=len(recips), init=recips, attrs={"rom_style": "logic"})
+            rrp = rmem.read_port(domain="comb")
+            m.d.comb += rrp.addr.eq(beta)
+            m.d.sync += reg.eq(rrp.data)
+        valid_b, step_b = Signal(), Signal()
         colour_b = Signal(cb)
         recip_b = Signal(rshape)
-        m.d.comb += rrp.addr.eq(self.ahead_beta)
-        m.d.sync += [valid_b.eq(self.step | self.ahead),
-                     colour_b.eq(Mux(self.step, self.colour, self.ahead_colour)),
-                     recip_b.eq(rrp.data)]
+        m.d.sync += [valid_b.eq(self.step | self.ahead), step_b.eq(self.step),
+                     colour_b.eq(Mux(self.step, self.colour, self.ahead_colour))]
+        m.d.comb += recip_b.eq(Mux(step_b, recip_n, recip_c))
         mem = None
         for g, grp in enumerate(self._share):
             if g % 2 == 0:          # two groups read one table (a true dual-port RAM)
@@ -404,15 +415,22 @@ class UpdateEngine(wiring.Component):
                 bins.append(Mux(self.step, Mux(colour[i] == self.colour, after, 0),
                                 Mux(colour[i] == self.ahead_colour, nxt, 0)))
             m.d.comb += rp.addr.eq(_or_all(bins))
-            # stage B: T = Q R >> sh for the member of colour colour_b
+            # stage B: the product Q R for the member of colour colour_b, registered
             prod = Signal(signed(qshape.width + rshape.width + 1), name=f"qprod{g}")
-            m.d.comb += prod.eq(rp.data * recip_b)
+            m.d.sync += prod.eq(rp.data * recip_b)
             t_new = Signal(tshape, name=f"tnew{g}")
             m.d.comb += t_new.eq(prod >> sh if sh >= 0 else prod << -sh)
+            # stage C: T_i = Q R >> sh is written, and is read from the product the cycle
+            # before (``tfwd``), so T is ready two cycles after stage A as before
             for i in grp:
-                with m.If(valid_b & (colour[i] == colour_b)):
+                fwd = Signal(name=f"tfwd{i}")
+                m.d.sync += fwd.eq(valid_b & (colour[i] == colour_b))
+                with m.If(fwd):
                     m.d.sync += thr[i].eq(t_new)
-        return [sign_of_sum(m, field_ops[i] + [~thr[i]], f"fdec{i}") for i in range(n)]
+                t_now = Signal(tshape, name=f"tnow{i}")
+                m.d.comb += t_now.eq(Mux(fwd, t_new, thr[i]))
+                t_use[i] = t_now
+        return [sign_of_sum(m, field_ops[i] + [~t_use[i]], f"fdec{i}") for i in range(n)]
 
     def _table_updates(self, m, rng, group_field):
         """up_i from the tanh table: u < 1/2 -+ T[round(beta |F| / 2^s)], one product and
@@ -647,7 +665,7 @@ class PBitArray(PBitPorts):
         sched, rec, wr = c.sched, c.rec, c.wr
         m.d.comb += [engine.ctrl.eq(c.ctrl), engine.write.eq(c.take),
                      engine.colour.eq(sched.colour), engine.beta.eq(sched.beta),
-                     engine.ahead_beta.eq(Mux(engine.step, sched.beta_next, sched.beta))]
+                     engine.beta_next.eq(sched.beta_next)]
         energy, best_energy, best_spin = c.energy, c.best_energy, c.best_spin
         cycles, update_cycles = c.cycles, c.update_cycles
         energy_next, energy_init = c.energy_next, c.energy_init
