@@ -183,14 +183,24 @@ class Schedule(wiring.Component):
         # the beta of the next sweep (the next entry's after the last sweep of one)
         m.d.comb += [rp_next.addr.eq(Mux(last_sweep & (entry != last_entry), entry + 1, entry)),
                      self.beta_next.eq(rp_next.data.beta), self.colours.eq(colours_used)]
-        m.d.comb += [
-            self.last_colour.eq(colour == colours_used),
-            self.sample_due.eq(self.last_colour & (sample_every != 0) &
-                               (since_sample + 1 == sample_every)),
-            self.finished.eq(self.last_colour & last_sweep & (entry == last_entry)),
-        ]
+        # due: a sample follows the current sweep, a register made from the next
+        # since_sample and sample_every (so ``sample_due``, which gates every step, is
+        # not behind an add and a comparison)
+        due = Signal()
         run_fields = run_layout(self._colour_bits)
         run = data.View(run_fields, ctrl.data[:run_fields.size])
+        since_next = Signal.like(since_sample)
+        every_next = Signal.like(sample_every)
+        m.d.comb += [
+            self.last_colour.eq(colour == colours_used),
+            self.sample_due.eq(self.last_colour & due),
+            self.finished.eq(self.last_colour & last_sweep & (entry == last_entry)),
+            since_next.eq(Mux(self.start, 0,
+                              Mux(self.advance & self.last_colour,
+                                  Mux(self.sample_due, 0, since_sample + 1), since_sample))),
+            every_next.eq(Mux(self.start, run.sample_every, sample_every)),
+        ]
+        m.d.sync += due.eq((every_next != 0) & (since_next + 1 == every_next))
         with m.If(self.start):
             m.d.sync += [last_entry.eq(ctrl.index),
                          sample_every.eq(run.sample_every),
