@@ -238,7 +238,7 @@ class UpdateEngine(wiring.Component):
         self.energy_stages = pipeline_stages(n)     # ``total`` lags its terms this much
         super().__init__({
             "ctrl": In(ctrl_layout), "write": In(1),
-            "colour": In(colour_bits), "beta": In(beta_bits),
+            "colour": In(colour_bits), "colour_next": In(colour_bits), "beta": In(beta_bits),
             "ahead": In(1), "ahead_colour": In(colour_bits), "beta_next": In(beta_bits),
             "step": In(1), "init_mode": In(1),
             "spin": Out(n, init=(1 << n) - 1),
@@ -310,12 +310,17 @@ class UpdateEngine(wiring.Component):
                      [_pick(ptabs[i][p], sels[i][p + 1]) for p in range(len(ptabs[i]))]
                      for i in range(n)]
 
+        # cur[i]: p-bit i is of the current colour class, a register made from the next
+        # cycle's class (so an update enable is one gate after ``step``); a COLOUR write
+        # reaches it a cycle later, and runs start later than that
+        cur = [Signal(name=f"cur{i}") for i in range(n)]
         upd = [Signal(name=f"upd{i}") for i in range(n)]
         for i in range(n):
-            m.d.comb += upd[i].eq(self.step & (colour[i] == self.colour) & ~clamp[i])
+            m.d.sync += cur[i].eq(colour[i] == self.colour_next)
+            m.d.comb += upd[i].eq(self.step & cur[i] & ~clamp[i])
 
         if self._quantile is not None:
-            ups = self._quantile_updates(m, rng, colour, field_ops)
+            ups = self._quantile_updates(m, rng, colour, cur, field_ops)
         else:
             fields = []
             for i in range(n):
@@ -329,7 +334,7 @@ class UpdateEngine(wiring.Component):
                 gfield = Signal(signed(fb), name=f"gfield{g}")
                 # same bits: the members' colours differ, so at most one is selected
                 m.d.comb += gfield.eq(_or_all([
-                    Mux((colour[i] == self.colour) & ~clamp[i], fields[i].as_unsigned(), 0)
+                    Mux(cur[i] & ~clamp[i], fields[i].as_unsigned(), 0)
                     for i in grp]))
                 return gfield
 
@@ -369,7 +374,7 @@ class UpdateEngine(wiring.Component):
                 m.d.sync += spin[i].eq(ctrl.data[0])
         return m
 
-    def _quantile_updates(self, m, rng, colour, field_ops):
+    def _quantile_updates(self, m, rng, colour, cur, field_ops):
         """up_i = F_i > T_i, i.e. F_i + ~T_i >= 0: the sign of the field's table reads and
         the register ~T_i (``sign_of_sum``: a carry-save level and one carry chain), and
         the two stages that write T_i (see the class docstring)."""
@@ -412,7 +417,7 @@ class UpdateEngine(wiring.Component):
             for i in grp:
                 after = xorshift32(rng[i])[32 - zb:]        # the draw after this update's
                 nxt = rng[i][32 - zb:]
-                bins.append(Mux(self.step, Mux(colour[i] == self.colour, after, 0),
+                bins.append(Mux(self.step, Mux(cur[i], after, 0),
                                 Mux(colour[i] == self.ahead_colour, nxt, 0)))
             m.d.comb += rp.addr.eq(_or_all(bins))
             # stage B: the product Q R for the member of colour colour_b, registered
@@ -664,7 +669,8 @@ class PBitArray(PBitPorts):
                          terms=engine.total >> 1)
         sched, rec, wr = c.sched, c.rec, c.wr
         m.d.comb += [engine.ctrl.eq(c.ctrl), engine.write.eq(c.take),
-                     engine.colour.eq(sched.colour), engine.beta.eq(sched.beta),
+                     engine.colour.eq(sched.colour), engine.colour_next.eq(sched.colour_next),
+                     engine.beta.eq(sched.beta),
                      engine.beta_next.eq(sched.beta_next)]
         energy, best_energy, best_spin = c.energy, c.best_energy, c.best_spin
         cycles, update_cycles = c.cycles, c.update_cycles

@@ -143,8 +143,8 @@ class Kind(enum.IntEnum):
 class Schedule(wiring.Component):
     """The beta schedule of ``depth`` entries ``layout`` {beta, sweeps} and its walk.
 
-    ``beta_next`` is the beta of the sweep after the current one and ``colours`` the
-    run's classes - 1.
+    ``beta_next`` is the beta of the sweep after the current one, ``colour_next`` the
+    colour class of the next cycle and ``colours`` the run's classes - 1.
     ``ctrl`` is the array's ctrl word (fields ``index`` and ``data``): with ``write``
     (a SCHED word accepted), entry ``index`` = ``data`` (0 sweeps means
     ``2**sweep_bits``); with ``start`` (a RUN word accepted), the run covers entries
@@ -156,7 +156,8 @@ class Schedule(wiring.Component):
         self._sweep_bits = Shape.cast(layout["sweeps"].shape).width
         super().__init__({
             "ctrl": In(ctrl_layout), "write": In(1), "start": In(1), "advance": In(1),
-            "colour": Out(colour_bits), "beta": Out(Shape.cast(layout["beta"].shape)),
+            "colour": Out(colour_bits), "colour_next": Out(colour_bits),
+            "beta": Out(Shape.cast(layout["beta"].shape)),
             "beta_next": Out(Shape.cast(layout["beta"].shape)), "colours": Out(colour_bits),
             "last_colour": Out(1), "sample_due": Out(1), "finished": Out(1),
         })
@@ -199,6 +200,9 @@ class Schedule(wiring.Component):
                               Mux(self.advance & self.last_colour,
                                   Mux(self.sample_due, 0, since_sample + 1), since_sample))),
             every_next.eq(Mux(self.start, run.sample_every, sample_every)),
+            # the colour register's value in the next cycle
+            self.colour_next.eq(Mux(self.start | (self.advance & self.last_colour), 0,
+                                    Mux(self.advance, colour + 1, colour))),
         ]
         m.d.sync += due.eq((every_next != 0) & (since_next + 1 == every_next))
         with m.If(self.start):
