@@ -18,7 +18,7 @@ from tilefab.gen.emit import to_verilog
 from tilefab.gen.errors import ConfigError
 from tilefab.gen.pbit import driver, graph, maxcut
 from tilefab.golden import pbit as g
-from tilefab.hw.pbit.lanes import PBitLanes
+from tilefab.hw.pbit.lanes import EDGE_BLOCK, PBitLanes, edge_depth_for
 from tilefab.verif.tb_pbit import run_rtl
 
 from tilefab.configs import pbit_format
@@ -102,6 +102,19 @@ def test_cycle_model_and_spins_independent_of_lanes():
     assert rl.energy_cycles == max(4, 5) + g.LANE_PASS_OVERHEAD
     assert rl.update_cycles == 12 * (10 + 11)
     assert rp.cycles == g.PARALLEL_RUN_OVERHEAD + 2 * g.energy_stages(6) + 12 * 2
+
+
+def test_edge_depth_whole_block_rams():
+    """Powers of two up to one block RAM (1024 x 18), then whole blocks: G1's 5,023 rows
+    take 5 blocks, not the 8 of 2^13."""
+    assert [edge_depth_for(e) for e in (0, 1, 3, 600, 1024)] == [1, 1, 4, 1024, 1024]
+    assert edge_depth_for(1025) == 2 * EDGE_BLOCK
+    assert edge_depth_for(5023) == 5 * EDGE_BLOCK
+    assert edge_depth_for(7013) == 7 * EDGE_BLOCK
+    gr = graph.random_sparse(300, 12, 1800, np.random.default_rng(3))
+    a = maxcut.lane_array(gr, 8, pbit_format(), lanes=4, fields="incremental")
+    need = int(g.lane_rows(gr.W(), 4).sum())
+    assert need <= a.config()["edge_depth"] == edge_depth_for(need)
 
 
 def test_balance_lanes_is_a_relabelling_that_helps():
