@@ -210,6 +210,6 @@ def test_incremental_build_synthesizes_for_ecp5():
     a = inc_array(n=256, lanes=8, edge_depth=1024, max_degree=16, n_colours=8,
                   seeds=g.pbit_seeds(1, 256))
     res = synthesize(to_verilog(a, "pbit_lanes_inc256"), "pbit_lanes_inc256", "ecp5")
-    # per lane: edge rows (1024 x 22 bits) in block RAM, one beta multiplier
+    # per lane: edge rows (1024 x {dst, J}) in block RAM, one beta multiplier; src once
     assert res.ram >= 8 and res.dsp == 8, res.line()
     assert res.ff >= 256, res.line()                     # the spins at least
