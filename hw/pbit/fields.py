@@ -403,7 +403,8 @@ def elaborate(array) -> Module:
             with m.Else():
                 m.next = "RDRAIN"
         with m.State("RDRAIN"):
-            # one more cycle for the row path: the last write lands as colour c+1 reads
+            # one more cycle (ROW_STAGES - 3) for the row path: the last write lands as
+            # colour c+1 reads
             m.d.comb += array.running.eq(1)
             m.d.sync += [cycles.eq(cycles + 1), update_cycles.eq(update_cycles + 1)]
             m.next = "BOUNDARY"

@@ -81,7 +81,7 @@ def edge_depth_for(entries: int) -> int:
     entries = max(1, int(entries))
     if entries <= EDGE_BLOCK:
         return 1 << (entries - 1).bit_length()
-    return -(-entries // EDGE_BLOCK) * EDGE_BLOCK
+    return ceil_div(entries, EDGE_BLOCK) * EDGE_BLOCK
 
 
 def lane_bus(*, ctrl_layout, colour_bits: int, beta_bits: int, spin_bits: int):
