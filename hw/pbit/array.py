@@ -520,20 +520,23 @@ class ControlState:
     driving ``array.out``, taking snapshots of ``spins`` and reporting the registers
     ``best_spin``, ``best_energy``, ``cycles`` and ``update_cycles``. ``energy`` is the
     current energy; the controller loads it with ``energy_next`` (``energy + delta``,
-    after an update) or ``energy_init`` (``-terms / 2``, from scratch).
+    after an update) or ``energy_init`` (``-terms / 2``, from scratch). With
+    ``lookahead``, the schedule and record unit also give next-cycle values
+    (``sample_due_next``, ``busy_next``) for a controller that registers its step.
     """
 
-    def __init__(self, m, array, *, spins, delta, terms):
+    def __init__(self, m, array, *, spins, delta, terms, lookahead: bool = False):
         eb = array.energy_bits
         self.ctrl = ctrl = array.ctrl.payload
         self.take = Signal()
         m.d.comb += self.take.eq(array.ctrl.valid & array.ctrl.ready)
         m.submodules.schedule = self.sched = Schedule(
             ctrl_layout=array.ctrl_layout, layout=array.sched_layout,
-            depth=array.config()["sched_depth"], colour_bits=array.colour_bits)
+            depth=array.config()["sched_depth"], colour_bits=array.colour_bits,
+            lookahead=lookahead)
         m.submodules.records = self.rec = Recorder(
             n=array.n, word_bits=array.config()["word_bits"], energy_bits=eb,
-            out_layout=array.out_layout)
+            out_layout=array.out_layout, lookahead=lookahead)
         wiring.connect(m, self.rec.out, wiring.flipped(array.out))
         m.d.comb += [self.sched.ctrl.eq(ctrl), self.sched.write.eq(self.wr(Op.SCHED)),
                      self.sched.start.eq(self.wr(Op.RUN))]
@@ -666,7 +669,7 @@ class PBitArray(PBitPorts):
             spin_at = nxt
         # (init_mode terms are 2 m_i (F_i + h_i): their sum is four times -E)
         c = ControlState(m, self, spins=spin_at, delta=engine.total,
-                         terms=engine.total >> 1)
+                         terms=engine.total >> 1, lookahead=True)
         sched, rec, wr = c.sched, c.rec, c.wr
         m.d.comb += [engine.ctrl.eq(c.ctrl), engine.write.eq(c.take),
                      engine.colour.eq(sched.colour), engine.colour_next.eq(sched.colour_next),
@@ -699,26 +702,41 @@ class PBitArray(PBitPorts):
             m.d.sync += [best_energy.eq(energy_d), best_spin.eq(spin_d)]
 
         in_flight = _or_all(flags + [e2])
-        sample_in_flight = _or_all(samples)
-        bubble, stepped = Signal(), Signal()
-        m.d.sync += stepped.eq(engine.step)
+        # go: an update cycle, a register made from the next cycle's state (so ``step``,
+        # which every p-bit's update, generator and threshold read follow, is not behind
+        # the run FSM's decoding). In RUN, a due sample waits until the record unit will
+        # be free when it is taken, and a one-class run under the quantile rule waits a
+        # cycle between updates (its next thresholds are two cycles away).
+        go, run_next = Signal(), Signal()
+        quantile = bool(self._z_bits)
+        sample_in_flight_next = _or_all([go & sched.sample_due] + samples[:-1])
+        bubble_next = go if quantile else C(0, 1)
+        m.d.sync += go.eq(run_next & ~(sched.sample_due_next
+                                       & (rec.busy_next | sample_in_flight_next))
+                          & ~(bubble_next & (sched.colours == 0)))
+        m.d.comb += [engine.step.eq(go), sched.advance.eq(go)]
         wait = Signal(range(L + 1))
         # With the quantile rule the thresholds of the run's first updates are made one
         # colour class per cycle from INIT on, in PREP for the classes left after INIT_SUM.
-        quantile = bool(self._z_bits)
         prep_colour = Signal(self.colour_bits + 1)
         prep_more = Signal()
         m.d.comb += prep_more.eq(quantile & (prep_colour <= sched.colours))
+        # init_mode is high in READ and INIT, from a register set as the FSM enters them
+        # (it selects every p-bit's energy term, so no state decoding sits in front of it)
+        init_mode = Signal()
+        m.d.sync += init_mode.eq(0)
+        m.d.comb += engine.init_mode.eq(init_mode)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.ctrl.ready.eq(~rec.busy & ~in_flight)
                 m.d.sync += wait.eq(0)
+                with m.If(wr(Op.RUN) | wr(Op.READ)):
+                    m.d.sync += init_mode.eq(1)
                 with m.If(wr(Op.RUN)):
                     m.next = "INIT"
                 with m.If(wr(Op.READ)):
                     m.next = "READ"
             with m.State("READ"):
-                m.d.comb += engine.init_mode.eq(1)
                 m.next = "READ_SUM" if L == 0 else "READ_WAIT"
             with m.State("READ_WAIT"):                      # the energy tree's stages
                 m.d.sync += wait.eq(wait + 1)
@@ -729,7 +747,7 @@ class PBitArray(PBitPorts):
                 m.d.comb += [rec.take.eq(1), rec.energy.eq(energy_init), rec.final.eq(1)]
                 m.next = "IDLE"
             with m.State("INIT"):
-                m.d.comb += [engine.init_mode.eq(1), self.running.eq(1),
+                m.d.comb += [self.running.eq(1),
                              engine.ahead.eq(quantile), engine.ahead_colour.eq(0)]
                 m.d.sync += prep_colour.eq(1)
                 m.next = "INIT_SUM" if L == 0 else "INIT_WAIT"
@@ -748,22 +766,19 @@ class PBitArray(PBitPorts):
                 with m.If(prep_more & (prep_colour != sched.colours)):
                     m.next = "PREP"
                 with m.Else():
+                    m.d.comb += run_next.eq(1)
                     m.next = "RUN"
             with m.State("PREP"):
                 m.d.comb += [self.running.eq(1), engine.ahead.eq(1),
                              engine.ahead_colour.eq(prep_colour)]
                 m.d.sync += [cycles.eq(cycles + 1), prep_colour.eq(prep_colour + 1)]
                 with m.If(prep_colour == sched.colours):
+                    m.d.comb += run_next.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.running.eq(1)
+                m.d.comb += [self.running.eq(1), run_next.eq(~(go & sched.finished))]
                 m.d.sync += cycles.eq(cycles + 1)
-                # a due sample waits until the record unit will be free when it is taken;
-                # a one-class run under the quantile rule waits a cycle between updates
-                # (its next thresholds are two cycles away)
-                m.d.comb += bubble.eq(quantile & (sched.colours == 0) & stepped)
-                with m.If(~(sched.sample_due & (rec.busy | sample_in_flight)) & ~bubble):
-                    m.d.comb += [engine.step.eq(1), sched.advance.eq(1)]
+                with m.If(go):
                     m.d.sync += [update_cycles.eq(update_cycles + 1), e1.eq(1),
                                  e1_sample.eq(sched.sample_due)]
                     with m.If(sched.finished):

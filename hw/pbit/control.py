@@ -6,14 +6,16 @@ at entry 0, sweep 0, colour 0; every ``advance`` (a colour class updated) moves 
 next class, and after the last class of a sweep to the next sweep or entry. Its outputs
 are combinational from its registers: ``colour``, ``beta`` (the entry's beta),
 ``last_colour``, ``sample_due`` (the class ends a sweep after which a sample is due) and
-``finished`` (an ``advance`` now ends the run).
+``finished`` (an ``advance`` now ends the run); with ``lookahead``, also
+``sample_due_next``, the value ``sample_due`` will have in the next cycle.
 
 ``Recorder`` latches a snapshot on ``take`` (spins, their energy, and whether it is the
 final one) and sends it on ``out``: ``Kind.SAMPLE`` chunks and ``Kind.ENERGY`` index 0,
 then, when final, ``Kind.BEST`` chunks, ``Kind.ENERGY`` index 1 and ``Kind.COUNT``
 index 0 and 1 (read from ``best_spin``, ``best_energy``, ``cycles``, ``update_cycles``
 as the records leave). ``busy`` is high from ``take`` until the last record is accepted;
-a ``take`` while busy is not allowed (the arrays never issue one).
+a ``take`` while busy is not allowed (the arrays never issue one). With ``lookahead``,
+``busy_next`` is the value ``busy`` will have in the next cycle.
 """
 
 from __future__ import annotations
@@ -151,15 +153,18 @@ class Schedule(wiring.Component):
     ``0..index``, colours ``0..data[16:]`` and samples every ``data[:16]`` sweeps.
     """
 
-    def __init__(self, *, ctrl_layout, layout, depth: int, colour_bits: int):
+    def __init__(self, *, ctrl_layout, layout, depth: int, colour_bits: int,
+                 lookahead: bool = False):
         self._layout, self._depth, self._colour_bits = layout, depth, colour_bits
         self._sweep_bits = Shape.cast(layout["sweeps"].shape).width
+        self._lookahead = lookahead
         super().__init__({
             "ctrl": In(ctrl_layout), "write": In(1), "start": In(1), "advance": In(1),
             "colour": Out(colour_bits), "colour_next": Out(colour_bits),
             "beta": Out(Shape.cast(layout["beta"].shape)),
             "beta_next": Out(Shape.cast(layout["beta"].shape)), "colours": Out(colour_bits),
             "last_colour": Out(1), "sample_due": Out(1), "finished": Out(1),
+            **({"sample_due_next": Out(1)} if lookahead else {}),
         })
 
     def elaborate(self, platform):
@@ -204,7 +209,11 @@ class Schedule(wiring.Component):
             self.colour_next.eq(Mux(self.start | (self.advance & self.last_colour), 0,
                                     Mux(self.advance, colour + 1, colour))),
         ]
-        m.d.sync += due.eq((every_next != 0) & (since_next + 1 == every_next))
+        due_next = (every_next != 0) & (since_next + 1 == every_next)
+        m.d.sync += due.eq(due_next)
+        if self._lookahead:
+            m.d.comb += self.sample_due_next.eq(
+                (self.colour_next == Mux(self.start, run.colours, colours_used)) & due_next)
         with m.If(self.start):
             m.d.sync += [last_entry.eq(ctrl.index),
                          sample_every.eq(run.sample_every),
@@ -231,14 +240,15 @@ class Schedule(wiring.Component):
 class Recorder(wiring.Component):
     """Snapshot registers and the ``out`` record sequencer of ``n`` p-bits (see above)."""
 
-    def __init__(self, *, n: int, word_bits: int, energy_bits: int, out_layout):
-        self._n, self._word_bits = n, word_bits
+    def __init__(self, *, n: int, word_bits: int, energy_bits: int, out_layout,
+                 lookahead: bool = False):
+        self._n, self._word_bits, self._lookahead = n, word_bits, lookahead
         super().__init__({
             "out": Out(stream.Signature(out_layout)),
             "take": In(1), "spins": In(n), "energy": In(signed(energy_bits)), "final": In(1),
             "best_spin": In(n), "best_energy": In(signed(energy_bits)),
             "cycles": In(32), "update_cycles": In(32),
-            "busy": Out(1),
+            "busy": Out(1), **({"busy_next": Out(1)} if lookahead else {}),
         })
 
     def elaborate(self, platform):
@@ -272,6 +282,9 @@ class Recorder(wiring.Component):
         with m.Else():
             m.d.comb += [o.kind.eq(Kind.COUNT), o.index.eq(1), o.data.eq(self.update_cycles)]
         last_phase = Mux(final, 2 * nch + 3, nch)
+        if self._lookahead:
+            m.d.comb += self.busy_next.eq(
+                self.take | (busy & ~(out.ready & (phase == last_phase))))
         with m.If(out.valid & out.ready):
             with m.If(phase == last_phase):
                 m.d.sync += [busy.eq(0), phase.eq(0)]
