@@ -56,7 +56,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith import bits_for, tree_sum
 from ..prng import xorshift32
-from .array import ControlState, tanh_index, tanh_table
+from .array import ControlState, _or_all, tanh_index, tanh_table
 from .control import LaneOp, field_row_layout
 
 DECIDE_DRAIN = 2      # cycles after the end of a decision walk until its last flip lands
@@ -286,13 +286,17 @@ def elaborate(array) -> Module:
                  de_sum.eq(tree_sum(u.de for u in lanes)),
                  ee_sum.eq(tree_sum(u.ee for u in lanes))]
 
-    c = ControlState(m, array, spins=spins[:n], delta=de_sum, terms=ee_sum)
+    # The lanes' energy changes are final from the end of a class's decisions on, so the
+    # boundary takes their sum and the best-energy comparison from registers.
+    de_q, better = Signal(signed(eb)), Signal()
+    c = ControlState(m, array, spins=spins[:n], delta=de_q, terms=ee_sum)
     sched, rec, wr = c.sched, c.rec, c.wr
     m.d.comb += [bus.ctrl.eq(c.ctrl), bus.write.eq(c.take), bus.colour.eq(sched.colour)]
     m.d.sync += bus.beta.eq(sched.beta)      # the entry changes only at a pass boundary
     energy, best_energy, best_spin = c.energy, c.best_energy, c.best_spin
     cycles, update_cycles = c.cycles, c.update_cycles
     energy_next, energy_init = c.energy_next, c.energy_init
+    m.d.sync += [de_q.eq(de_sum), better.eq(energy + de_sum < best_energy)]
 
     # R: the rows of every lane (COUNT index 1), walked at the start of a run
     total_rows = Signal(range(array._edge_depth + 1))
@@ -318,19 +322,21 @@ def elaborate(array) -> Module:
     m.d.sync += [m1.eq(sel_m), w1.eq(sel_walk), m2.eq(m1), w2.eq(w1), src_q.eq(sr.data),
                  bus.m_src.eq(Mux(w2, spins.bit_select(src_q, 1), m2))]
 
-    # The row sequencer: the lowest lane with a queued flip sends that flip's rows.
+    # The row sequencer: the lowest lane with a queued flip sends that flip's rows. A
+    # flip's first row comes from its queue head, which is popped then; its other rows
+    # from ``cur``, a register of the flip, k its next row. So the queue memories'
+    # outputs only feed registers (through one AND-OR level of ``first``), and a pop
+    # and the queue read addresses follow from registers alone.
     head = Signal(array.queue_layout)
     first = Signal(P)
     for l in range(P):
         m.d.comb += first[l].eq(lanes[l].queued & ~Cat(u.queued for u in lanes[:l]).any()
                                 if l else lanes[l].queued)
-    m.d.comb += head.eq(0)
-    for l in reversed(range(P)):
-        with m.If(lanes[l].queued):
-            m.d.comb += head.eq(lanes[l].head)
+    m.d.comb += head.eq(_or_all([Mux(first[l], lanes[l].head.as_value(), 0)
+                                 for l in range(P)]))
+    cur = Signal(array.queue_layout)
+    cur_valid = Signal()          # cur has rows left: row k is sent this cycle
     k = Signal.like(head.rows)
-    last_row = Signal()
-    m.d.comb += last_row.eq(k + 1 == head.rows)
 
     drain = Signal(range(DECIDE_DRAIN + 1))
     reading = Signal()            # the energy pass serves READ, not a run
@@ -389,17 +395,20 @@ def elaborate(array) -> Module:
             m.d.sync += [cycles.eq(cycles + 1), update_cycles.eq(update_cycles + 1),
                          drain.eq(drain - 1)]
             with m.If(drain == 0):
-                m.d.sync += k.eq(0)
                 m.next = "ROWS"
         with m.State("ROWS"):
-            # every lane applies row base + k of the selected flip; the last row pops it
-            m.d.comb += [array.running.eq(1), sel_valid.eq(any_queued),
-                         sel_row.eq(head.base + k), sel_double.eq(1), sel_m.eq(head.m)]
+            # every lane applies one row of the flip being sent: row k of cur, or the
+            # first row of the selected queue head, which is popped
+            m.d.comb += array.running.eq(1)
             m.d.sync += [cycles.eq(cycles + 1), update_cycles.eq(update_cycles + 1)]
-            with m.If(any_queued):
-                m.d.sync += k.eq(Mux(last_row, 0, k + 1))
-                with m.If(last_row):
-                    m.d.comb += bus.pop.eq(first)
+            with m.If(cur_valid):
+                m.d.comb += [sel_valid.eq(1), sel_row.eq(cur.base + k), sel_double.eq(1),
+                             sel_m.eq(cur.m)]
+                m.d.sync += [k.eq(k + 1), cur_valid.eq(k + 1 != cur.rows)]
+            with m.Elif(any_queued):
+                m.d.comb += [sel_valid.eq(1), sel_row.eq(head.base), sel_double.eq(1),
+                             sel_m.eq(head.m), bus.pop.eq(first)]
+                m.d.sync += [cur.eq(head), k.eq(1), cur_valid.eq(head.rows != 1)]
             with m.Else():
                 m.next = "RDRAIN"
         with m.State("RDRAIN"):
@@ -416,7 +425,7 @@ def elaborate(array) -> Module:
                 m.d.comb += [sched.advance.eq(1), bus.clear.eq(1),
                              bus.rewind.eq(sched.last_colour)]
                 m.d.sync += [update_cycles.eq(update_cycles + 1), energy.eq(energy_next)]
-                with m.If(energy_next < best_energy):
+                with m.If(better):
                     m.d.sync += [best_energy.eq(energy_next), best_spin.eq(spins[:n])]
                 with m.If(sched.sample_due):
                     m.d.comb += [rec.take.eq(1), rec.energy.eq(energy_next)]
