@@ -188,24 +188,29 @@ class FieldLane(wiring.Component):
         base1, rows1 = Signal.like(nd.base), Signal.like(nd.rows)
         m.d.sync += [v1.eq(issue & ~bus.init_h), slot1.eq(nd.slot), h1.eq(nd.h),
                      base1.eq(nd.base), rows1.eq(nd.rows)]
+        # the product is signed (beta F, its magnitude taken in stage 2), so the field
+        # memory's output goes straight into the multiplier
         f1 = fr.data
-        mag = Signal(fb)
-        m.d.comb += mag.eq(Mux(f1 < 0, -f1, f1))
         v2, neg2, old2 = Signal(), Signal(), Signal()
-        prod2 = Signal(len(bus.beta) + fb)
+        prod2 = Signal(signed(len(bus.beta) + fb + 1))
         f2 = Signal(signed(fb))
         slot2, h2 = Signal.like(slot1), Signal.like(h1)
         base2, rows2 = Signal.like(base1), Signal.like(rows1)
         rng2 = Signal(32)
         m.d.sync += [v2.eq(v1), neg2.eq(f1 < 0), old2.eq(own.bit_select(slot1, 1)),
-                     prod2.eq(bus.beta * mag), f2.eq(f1), slot2.eq(slot1), h2.eq(h1),
+                     prod2.eq(bus.beta * f1), f2.eq(f1), slot2.eq(slot1), h2.eq(h1),
                      base2.eq(base1), rows2.eq(rows1), rng2.eq(xorshift32(rr.data))]
 
-        # stage 2: tanh table address
-        idx = tanh_index(m, prod2, self._shift, "lutidx")
+        # stage 2: tanh table address; u - 1/2 and 1/2 - u for stage 3's comparison
+        pmag = Signal(len(bus.beta) + fb)
+        m.d.comb += pmag.eq(Mux(prod2 < 0, -prod2, prod2))
+        idx = tanh_index(m, pmag, self._shift, "lutidx")
         lr = lut.read_port(domain="sync")
         m.d.comb += lr.addr.eq(idx[:bits_for(len(self._tanh))])
         v3, neg3, old3, sat3 = Signal(), Signal(), Signal(), Signal()
+        u2 = rng2[32 - rb:]
+        above3, below3 = Signal(signed(rb + 2)), Signal(signed(rb + 2))
+        m.d.sync += [above3.eq(u2 - half), below3.eq(half - u2)]
         f3 = Signal(signed(fb))
         slot3, h3 = Signal.like(slot1), Signal.like(h1)
         base3, rows3 = Signal.like(base1), Signal.like(rows1)
@@ -214,12 +219,12 @@ class FieldLane(wiring.Component):
                      f3.eq(f2), slot3.eq(slot2), h3.eq(h2), base3.eq(base2),
                      rows3.eq(rows2), rng3.eq(rng2)]
 
-        # stage 3: decide, write back, queue the flip
-        t = Signal(rb)
-        m.d.comb += t.eq(Mux(sat3, half, lr.data))
-        u = rng3[32 - rb:]
+        # stage 3: decide, write back, queue the flip. With T the table read, m = +1 iff
+        # u < 1/2 + T (F >= 0), i.e. u - 1/2 < T, or u < 1/2 - T (F < 0), i.e.
+        # T < 1/2 - u; a saturated index (T = 1/2) gives m = sign(F).
+        t = lr.data
         up = Signal()
-        m.d.comb += up.eq(Mux(neg3, u < half - t, u < half + t))
+        m.d.comb += up.eq(Mux(sat3, ~neg3, Mux(neg3, t < below3, above3 < t)))
         rw = rmem.write_port()
         m.d.comb += [rw.addr.eq(slot3), rw.data.eq(rng3), rw.en.eq(v3 & ~bus.energy_mode)]
         fh = Signal(signed(fb + 1))
