@@ -3,12 +3,16 @@
 ``tree_sum(terms, m=None)`` is the exact sum of Amaranth values as a balanced adder
 tree (depth log2 of the fan-in); with ``m`` every partial sum is a kept wire.
 ``below(value, bound)`` is ``value < bound`` for a constant bound, folded where the
-value's width decides it. ``bits_for(n)`` and ``ceil_div(a, b)`` are generation-time sizes.
+value's width decides it. ``onehot_select(onehot, values)`` is the value whose bit of a
+one-hot select is set, as one AND-OR level. ``bits_for(n)`` and ``ceil_div(a, b)`` are
+generation-time sizes.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Cat, Const, Signal, Value
+from functools import reduce
+
+from amaranth.hdl import C, Cat, Const, Mux, Signal, Value
 
 
 def bits_for(n: int) -> int:
@@ -93,3 +97,9 @@ def pipeline_stages(count: int, fan_in: int = 4) -> int:
         count = -(-count // fan_in)
         stages += 1
     return stages
+
+
+def onehot_select(onehot, values):
+    """The one of ``values`` whose bit of ``onehot`` is set (0 when none is): an AND-OR
+    of the values, no priority chain."""
+    return reduce(lambda a, b: a | b, [Mux(onehot[k], v, 0) for k, v in enumerate(values)])

@@ -54,9 +54,9 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arith import bits_for, tree_sum
+from ..arith import bits_for, onehot_select, tree_sum
 from ..prng import xorshift32
-from .array import ControlState, _or_all, tanh_index, tanh_table
+from .array import ControlState, tanh_index, tanh_table
 from .control import LaneOp, field_row_layout
 
 DECIDE_DRAIN = 2      # cycles after the end of a decision walk until its last flip lands
@@ -337,8 +337,7 @@ def elaborate(array) -> Module:
     for l in range(P):
         m.d.comb += first[l].eq(lanes[l].queued & ~Cat(u.queued for u in lanes[:l]).any()
                                 if l else lanes[l].queued)
-    m.d.comb += head.eq(_or_all([Mux(first[l], lanes[l].head.as_value(), 0)
-                                 for l in range(P)]))
+    m.d.comb += head.eq(onehot_select(first, [u.head.as_value() for u in lanes]))
     cur = Signal(array.queue_layout)
     cur_valid = Signal()          # cur has rows left: row k is sent this cycle
     k = Signal.like(head.rows)

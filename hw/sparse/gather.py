@@ -68,6 +68,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith import onehot_select
 from ..tile import Param, check_params
 
 # Entries a lane needs beyond the window so that one index per cycle flows when no
@@ -226,10 +227,8 @@ class SparseGather(wiring.Component):
             m.d.comb += entry.eq(Cat(onehot, onehot).bit_select(back, R))
             bank = Signal.like(st["bank"][0], name=f"l{lane}_port{j}_bank")
             row = Signal(self._row_bits, name=f"l{lane}_port{j}_row")
-            m.d.comb += [bank.eq(reduce(lambda a, c: a | c, [Mux(onehot[k], bank_age[k], 0)
-                                                             for k in range(R)])),
-                         row.eq(reduce(lambda a, c: a | c, [Mux(entry[e], st["row"][e], 0)
-                                                            for e in range(R)]))]
+            m.d.comb += [bank.eq(onehot_select(onehot, bank_age)),
+                         row.eq(onehot_select(entry, st["row"]))]
             st["port_valid"].append(cand.any())
             st["port_bank"].append(bank)
             st["port_row"].append(row)
