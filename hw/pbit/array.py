@@ -710,10 +710,10 @@ class PBitArray(PBitPorts):
         go, run_next = Signal(), Signal()
         quantile = bool(self._z_bits)
         sample_in_flight_next = _or_all([go & sched.sample_due] + samples[:-1])
-        bubble_next = go if quantile else C(0, 1)
+        bubble_next = (go & (sched.colours == 0)) if quantile else C(0, 1)
         m.d.sync += go.eq(run_next & ~(sched.sample_due_next
                                        & (rec.busy_next | sample_in_flight_next))
-                          & ~(bubble_next & (sched.colours == 0)))
+                          & ~bubble_next)
         m.d.comb += [engine.step.eq(go), sched.advance.eq(go)]
         wait = Signal(range(L + 1))
         # With the quantile rule the thresholds of the run's first updates are made one
